@@ -1,0 +1,3 @@
+# SPDX-License-Identifier: Apache-2.0
+# Copyright contributors to everest-py
+"""DummyTokenValidator: answers every token with one configured result."""
