@@ -6,12 +6,15 @@ A distribution registers its modules in the entry-point group ``everest_py.modul
 (``PersistentStore = "everest_py.modules.persistent_store.module:PersistentStore"``); the manifest
 is ``manifest.yaml`` in the same package.  ``settings.modules_dir`` adds EVerest-style folders
 ``<dir>/<ModuleName>/manifest.yaml`` for modules written in other languages (standalone only).
+For development and tests, ``EVEREST_PY_EXTRA_MODULES="Name=package.module:Class,..."`` adds
+modules that are not installed as entry points (the package must be importable).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from collections.abc import Iterable
 from functools import cached_property
 from importlib.metadata import EntryPoint, entry_points
@@ -38,7 +41,12 @@ class Registry:
 
     @cached_property
     def _entry_points(self) -> dict[str, EntryPoint]:
-        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        for item in os.environ.get("EVEREST_PY_EXTRA_MODULES", "").split(","):
+            name, _, value = item.strip().partition("=")
+            if name and value:
+                found[name] = EntryPoint(name, value, ENTRY_POINT_GROUP)
+        return found
 
     def names(self) -> list[str]:
         found = set(self._entry_points)
