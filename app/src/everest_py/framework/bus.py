@@ -55,6 +55,15 @@ class BrokerEndpoint:
         return cls(host=env.get("EV_MQTT_BROKER_HOST", "localhost"), port=int(env.get("EV_MQTT_BROKER_PORT", "1883")))
 
 
+def _unix_listening(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 
 
@@ -198,6 +207,10 @@ class Bus:
         delay = 0.05
         while not self._closing and not self.connected:
             await asyncio.sleep(delay)
+            if self.endpoint.socket_path and not _unix_listening(self.endpoint.socket_path):
+                # paho leaks the socket of a failed unix connect; probe with our own first
+                delay = min(delay * 2, 1.0)
+                continue
             try:
                 self._client.reconnect()
                 await asyncio.wait_for(self._connected.wait(), 2.0)

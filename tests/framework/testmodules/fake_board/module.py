@@ -17,10 +17,19 @@ DIODE = "evse_board_support/DiodeFault"
 @dataclass(frozen=True)
 class Config:
     safe_state_file: str
+    fail_in: str
 
 
 class FakeBoard(Module):
     Config = Config
+
+    async def init(self) -> None:
+        if self.config.fail_in == "init":
+            raise RuntimeError("init fails on purpose")
+
+    async def ready(self) -> None:
+        if self.config.fail_in == "ready":
+            raise RuntimeError("ready fails on purpose")
 
     def safe_state(self) -> None:
         if self.config.safe_state_file:
