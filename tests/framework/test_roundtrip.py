@@ -66,11 +66,13 @@ async def exercise(probe: Probe) -> None:
     assert err.value.error_type == "SchemaValidationError"
 
 
-@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+@pytest.mark.parametrize(
+    ("protocol", "qos"), [("5", 0), ("3.1.1", 0), ("5", 2)], ids=["mqtt5", "mqtt3.1.1", "mqtt5-qos2"]
+)
 @pytest.mark.parametrize("isolate", [False, True], ids=["one-host", "isolated"])
-def test_round_trips(make_stack, broker, tmp_path, isolate, protocol):
+def test_round_trips(make_stack, broker, tmp_path, isolate, protocol, qos):
     safe = tmp_path / "safe_state"
-    args = ["--mqtt-protocol", protocol] + (["--isolate"] if isolate else [])
+    args = ["--mqtt-protocol", protocol, "--mqtt-qos", str(qos)] + (["--isolate"] if isolate else [])
     stack, prefix = make_stack(stack_config(str(safe)), *args)
     stack.start(expect="WAITING_FOR_STANDALONE_MODULES")
     if isolate:

@@ -5,6 +5,13 @@
 No threads: paho's socket is watched with ``add_reader``/``add_writer``, so every callback runs on
 the event loop, in order.  Subscriptions are kept here and renewed after every reconnect; several
 local handlers may share one MQTT subscription.
+
+Over MQTT 5 every subscription is made with *No Local*: the broker does not echo our own frames
+back, and a frame we publish is handed to our own matching handlers directly (on the next loop
+turn, like a delivery).  Everything still goes to the broker, so other processes and
+``mosquitto_sub`` see all traffic, but modules sharing a process talk without a broker round trip
+and keep talking while the broker restarts.  MQTT 3.1.1 has no *No Local*; there the broker's
+echo is the delivery.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from everest_py.errors import BusError
 
@@ -55,6 +64,88 @@ class BrokerEndpoint:
         return cls(host=env.get("EV_MQTT_BROKER_HOST", "localhost"), port=int(env.get("EV_MQTT_BROKER_PORT", "1883")))
 
 
+class _BufferedSocket:
+    """Buffers both directions of paho's socket.
+
+    paho reads a packet with several tiny ``recv`` calls and only one packet per ``loop_read``,
+    and writes every packet with a ``send`` of its own.  Reads here take what has arrived in one
+    call; writes are collected and leave in one ``send`` per event-loop turn (``flush``).
+    """
+
+    __slots__ = ("_buf", "_out", "_pos", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+        self._out: list[bytes] = []
+
+    def send(self, data: bytes | bytearray) -> int:
+        self._out.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> bool:
+        """Send what is collected; True if everything left (False: wait for writability)."""
+        if not self._out:
+            return True
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            self._out.append(data[sent:])
+            return False
+        return True
+
+    def has_output(self) -> bool:
+        return bool(self._out)
+
+    def recv(self, n: int) -> bytes:
+        if self._pos >= len(self._buf):
+            data = self._sock.recv(65536)  # BlockingIOError when empty: paho's "again"
+            if not data:
+                return data
+            self._buf, self._pos = data, 0
+        chunk = self._buf[self._pos : self._pos + n]
+        self._pos += len(chunk)
+        return chunk
+
+    def pending_bytes(self) -> int:
+        return len(self._buf) - self._pos
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def filter_regex(topic_filter: str) -> re.Pattern[str]:
+    """A compiled matcher for an MQTT topic filter with ``+`` and ``#`` (MQTT 3.1.1 §4.7)."""
+    parts = []
+    levels = topic_filter.split("/")
+    for level in levels:
+        if level == "#":
+            # "a/#" also matches "a" itself
+            return re.compile("^" + "/".join(parts) + ("(?:/.*)?$" if parts else ".*$"))
+        parts.append("[^/]*" if level == "+" else re.escape(level))
+    return re.compile("^" + "/".join(parts) + "$")
+
+
+def encode_publish_qos0(topic: str, payload: bytes, retain: bool, v5: bool) -> bytes:
+    """A complete QoS 0 PUBLISH packet (MQTT 3.1.1 §3.3, MQTT 5 §3.3 with empty properties)."""
+    name = topic.encode()
+    body = len(name).to_bytes(2, "big") + name + (b"\x00" if v5 else b"")
+    remaining = len(body) + len(payload)
+    header = bytearray((0x31 if retain else 0x30,))
+    while True:
+        byte = remaining & 0x7F
+        remaining >>= 7
+        header.append(byte | 0x80 if remaining else byte)
+        if not remaining:
+            break
+    return bytes(header) + body + payload
+
+
 def _unix_listening(path: str) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         try:
@@ -76,12 +167,17 @@ class Bus:
         *,
         protocol: str = "5",
         client_id: str = "",
+        qos: int = 0,
         on_handler_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise BusError(f"MQTT protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+        if qos not in (0, 1, 2):
+            raise BusError(f"MQTT QoS must be 0, 1 or 2, not {qos!r}")
         self.endpoint = endpoint
         self.protocol = protocol
+        self.qos = qos
+        self._local = protocol == "5"
         self._loop = asyncio.get_running_loop()
         kwargs: dict[str, Any] = {}
         if protocol != "5":
@@ -106,19 +202,21 @@ class Bus:
         c.on_socket_unregister_write = self._on_unregister_write
         self._exact: dict[str, list[Handler]] = {}
         self._wild: dict[str, list[Handler]] = {}
+        self._wild_re: dict[str, re.Pattern[str]] = {}
         self._qos: dict[str, int] = {}
-        # Overlapping subscriptions get one copy per subscription. MQTT 5 tags each copy with
-        # its subscription identifier; MQTT 3.1.1 cannot, so copies after the first are skipped.
+        # Over MQTT 5 overlapping subscriptions get one copy per subscription, each tagged with
+        # its subscription identifier, so each copy goes to the handlers of that filter only.
         self._sub_ids: dict[str, int] = {}
         self._by_sub_id: dict[int, str] = {}
         self._next_sub_id = 1
-        self._skip: dict[tuple[str, bytes], int] = {}
         self._connected = asyncio.Event()
         self._closing = False
         self._misc: asyncio.Task[None] | None = None
         self._reconnect: asyncio.Task[None] | None = None
         self._on_handler_error = on_handler_error
         self.connect_count = 0
+        self._buffered: _BufferedSocket | None = None
+        self._flush_soon = False
 
     # -- connection -------------------------------------------------------------------------
     @property
@@ -188,7 +286,6 @@ class Bus:
         self.connect_count += 1
         if self.connect_count > 1:
             log.warning("reconnected to the MQTT broker at %s", self.endpoint)
-        self._skip.clear()
         for topic, qos in self._qos.items():
             self._send_subscribe(topic, qos)
         self._connected.set()
@@ -222,6 +319,9 @@ class Bus:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             # QoS 1/2 acks otherwise wait for delayed ACKs: ~44-88 ms per round trip.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if getattr(client, "_sock", None) is sock:
+            self._buffered = _BufferedSocket(sock)
+            client._sock = self._buffered  # type: ignore[assignment]
         self._loop.add_reader(sock, self._read)
 
     def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -232,18 +332,39 @@ class Bus:
         self._loop.add_writer(sock, self._write)
 
     def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        if self._buffered is not None and self._buffered.has_output():
+            return  # keep waiting for writability until our own buffer is out
         self._loop.remove_writer(sock)
 
     def _read(self) -> None:
-        self._client.loop_read(100)
+        client = self._client
+        buffered = self._buffered
+        while True:
+            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            if buffered is None or buffered.pending_bytes() <= 0 or client.socket() is not buffered:
+                return
 
     def _write(self) -> None:
         self._client.loop_write()
+        buffered = self._buffered
+        if buffered is not None:
+            try:
+                done = buffered.flush()
+            except OSError:
+                return  # paho notices the broken socket on its next read
+            if done and not self._client.want_write():
+                self._loop.remove_writer(buffered.fileno())
 
     # -- messages -------------------------------------------------------------------------
-    def subscribe(self, topic: str, handler: Handler, qos: int = 2) -> Callable[[], None]:
+    def subscribe(self, topic: str, handler: Handler, qos: int | None = None) -> Callable[[], None]:
         """Route messages matching ``topic`` to ``handler``; returns a function that undoes it."""
-        table = self._wild if ("+" in topic or "#" in topic) else self._exact
+        if qos is None:
+            qos = self.qos
+        wild = "+" in topic or "#" in topic
+        table = self._wild if wild else self._exact
+        if wild and topic not in self._wild_re:
+            self._wild_re[topic] = filter_regex(topic)
         handlers = table.setdefault(topic, [])
         handlers.append(handler)
         if len(handlers) == 1 or qos > self._qos.get(topic, -1):
@@ -261,6 +382,7 @@ class Bus:
                 hs.remove(handler)
                 if not hs:
                     del table[topic]
+                    self._wild_re.pop(topic, None)
                     self._qos.pop(topic, None)
                     self._by_sub_id.pop(self._sub_ids.pop(topic, 0), None)
                     if self.connected:
@@ -272,16 +394,58 @@ class Bus:
         if self.protocol == "5":
             props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
             props.SubscriptionIdentifier = self._sub_ids[topic]
-            self._client.subscribe(topic, qos, properties=props)
+            options = SubscribeOptions(qos=qos, noLocal=True)  # type: ignore[no-untyped-call]
+            self._client.subscribe(topic, options=options, properties=props)
         else:
             self._client.subscribe(topic, qos)
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 2, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes | str, qos: int | None = None, retain: bool = False) -> None:
         if frames.isEnabledFor(logging.DEBUG):
             frames.debug("> %s %s", topic, payload if isinstance(payload, str) else payload.decode(errors="replace"))
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            log.warning("publish on %s failed: %s", topic, mqtt.error_string(info.rc))
+        data = payload.encode() if isinstance(payload, str) else payload
+        qos = self.qos if qos is None else qos
+        buffered = self._buffered
+        if qos == 0 and buffered is not None and self.connected and self._client.socket() is buffered:
+            # QoS 0 needs no state in paho: encode it ourselves, behind whatever paho has queued.
+            if "+" in topic or "#" in topic or not topic:
+                raise ValueError(f"cannot publish on topic {topic!r}")
+            if self._client.want_write():
+                self._client.loop_write()
+            buffered.send(encode_publish_qos0(topic, data, retain, self.protocol == "5"))
+            if not self._flush_soon:
+                self._flush_soon = True
+                self._loop.call_soon(self._flush)
+        else:
+            info = self._client.publish(topic, data, qos=qos, retain=retain)
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                log.warning("publish on %s failed: %s", topic, mqtt.error_string(info.rc))
+        if self._local:
+            handlers = self._matching(topic)
+            if handlers:
+                self._loop.call_soon(self._deliver, topic, data, handlers)
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        buffered = self._buffered
+        if buffered is None or self._client.socket() is not buffered:
+            return
+        try:
+            done = buffered.flush()
+        except OSError:
+            return  # paho notices the broken socket on its next read
+        if not done:
+            self._loop.add_writer(buffered.fileno(), self._write)
+
+    def _matching(self, topic: str) -> list[Handler]:
+        found = list(self._exact.get(topic, ()))
+        for pattern, hs in self._wild.items():
+            if self._wild_re[pattern].match(topic):
+                found.extend(hs)
+        return found
+
+    def _deliver(self, topic: str, payload: bytes, handlers: list[Handler]) -> None:
+        for h in handlers:
+            self._call(h, topic, payload)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         topic, payload = msg.topic, bytes(msg.payload)
@@ -296,27 +460,9 @@ class Bus:
                     for h in tuple(table.get(pattern, ())):
                         self._call(h, topic, payload)
             return
-        key = (topic, payload)
-        skip = self._skip.get(key)
-        if skip:
-            if skip == 1:
-                del self._skip[key]
-            else:
-                self._skip[key] = skip - 1
-            return
-        matched = 0
-        handlers = self._exact.get(topic)
-        if handlers:
-            matched += 1
-            for h in tuple(handlers):
-                self._call(h, topic, payload)
-        for pattern, hs in tuple(self._wild.items()):
-            if mqtt.topic_matches_sub(pattern, topic):
-                matched += 1
-                for h in tuple(hs):
-                    self._call(h, topic, payload)
-        if matched > 1:
-            self._skip[key] = matched - 1
+        # MQTT 3.1.1: mosquitto sends one copy however many of our filters match.
+        for h in self._matching(topic):
+            self._call(h, topic, payload)
 
     def _call(self, handler: Handler, topic: str, payload: bytes) -> None:
         try:

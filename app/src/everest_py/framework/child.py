@@ -44,7 +44,10 @@ async def run_module(module_id: str, env: dict[str, str]) -> int:
             host.fail(f"a message handler failed: {err!r}", err)
 
     bus = Bus(
-        BrokerEndpoint.from_env(env), protocol=env.get("EV_MQTT_PROTOCOL", "5"), on_handler_error=on_handler_error
+        BrokerEndpoint.from_env(env),
+        protocol=env.get("EV_MQTT_PROTOCOL", "5"),
+        qos=int(env.get("EV_MQTT_QOS", "0")),
+        on_handler_error=on_handler_error,
     )
     await bus.connect()
     host = Host(

@@ -79,6 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         status_fifo=args.status_fifo,
         retain_topics=args.retain_topics,
         protocol=args.mqtt_protocol,
+        qos=args.mqtt_qos,
         verbosity=args.verbose - args.quiet,
         on_bus=on_bus,
     )
@@ -245,6 +246,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--status-fifo", type=Path, help="write ALL_MODULES_STARTED here (EVerest's status FIFO)")
     run.add_argument("--retain-topics", action="store_true", help="keep the retained definition topics")
     run.add_argument("--mqtt-protocol", choices=sorted(PROTOCOLS), default="5")
+    run.add_argument("--mqtt-qos", type=int, choices=(0, 1, 2), default=0, help="QoS of our frames (EVerest: 2)")
     run.add_argument("--watch", action="store_true", help="print the bus traffic live")
     run.add_argument("-v", "--verbose", action="count", default=0, help="debug logs, MQTT frames")
     run.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")

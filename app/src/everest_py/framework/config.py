@@ -658,7 +658,8 @@ def _mapping(chk: _Checker, mid: str, raw: Any, provides: Mapping[str, Provide] 
     out_impls = {}
     for impl_id, tier_raw in impls.items():
         if provides is not None and impl_id not in provides:
-            chk.bad(f"{where}.implementations.{impl_id}", "no such implementation in the manifest")
+            known = ", ".join(provides) or "none"
+            chk.bad(f"{where}.implementations.{impl_id}", f"no such implementation (provides: {known})")
             continue
         tier = _tier(chk, f"{where}.implementations.{impl_id}", tier_raw, required=True)
         if tier is not None:

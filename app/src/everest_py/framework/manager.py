@@ -42,6 +42,9 @@ class RunOptions:
     status_fifo: Path | None = None
     retain_topics: bool = False
     protocol: str = "5"
+    # EVerest publishes at QoS 2; on a local socket QoS 0 loses nothing and costs a quarter of
+    # the packets (see docs/performance.md). --mqtt-qos 2 restores EVerest's choice.
+    qos: int = 0
     verbosity: int = 0
     on_bus: Callable[[Bus, wire.Topics], None] | None = field(default=None, repr=False)
 
@@ -225,7 +228,7 @@ class Manager:
 
     async def _run(self, endpoint: BrokerEndpoint) -> int:
         host: Host | None = None
-        bus = Bus(endpoint, protocol=self.options.protocol, on_handler_error=lambda e: self._fail(host, e))
+        bus = Bus(endpoint, protocol=self.options.protocol, qos=self.options.qos, on_handler_error=lambda e: self._fail(host, e))
         await bus.connect()
         service = ConfigService(self.config, self.registry, bus, self.topics)
         service.start()
@@ -320,6 +323,7 @@ class Manager:
                 "EV_TELEMETRY_PREFIX": s.telemetry_prefix,
                 "EV_TELEMETRY_ENABLED": "1" if s.telemetry_enabled else "0",
                 "EV_MQTT_PROTOCOL": self.options.protocol,
+                "EV_MQTT_QOS": str(self.options.qos),
                 "EV_LOG_VERBOSITY": str(self.options.verbosity),
             }
         )

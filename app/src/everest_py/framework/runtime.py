@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_TIMEOUT_S = 5.0
 CMD_TIMEOUT_S = 300.0
+SWEEP_S = 0.25
 _NO_ARGS: dict[str, Any] = {}
 
 
@@ -70,11 +71,42 @@ class Host:
         self.telemetry_enabled = telemetry_enabled
         self.validate_schema = validate_schema
         self.pending: dict[str, asyncio.Future[Any]] = {}
+        # (deadline, call id, description) of calls in flight; one sweeper instead of a timer per call
+        self._deadlines: dict[str, tuple[float, str]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self.runtimes: dict[str, ModuleRuntime] = {}
         self.failed = asyncio.Event()
         self.failure: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._safe_done = False
+
+    def expect(self, call_id: str, timeout_s: float, what: str) -> asyncio.Future[Any]:
+        """A future for the result of call ``call_id``; it fails with CmdTimeout after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self.pending[call_id] = fut
+        self._deadlines[call_id] = (loop.time() + timeout_s, what)
+        if self._sweeper is None or self._sweeper.when() > loop.time() + timeout_s:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweeper = loop.call_later(min(timeout_s, SWEEP_S), self._sweep)
+        return fut
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for call_id, (deadline, what) in list(self._deadlines.items()):
+            fut = self.pending.get(call_id)
+            if fut is None or fut.done():
+                del self._deadlines[call_id]
+            elif deadline <= now:
+                del self._deadlines[call_id]
+                fut.set_exception(CommandError(wire.CMD_TIMEOUT, f"{what}: no result in time"))
+        if self._deadlines:
+            soonest = min(d for d, _ in self._deadlines.values())
+            self._sweeper = loop.call_later(min(SWEEP_S, max(0.0, soonest - now)), self._sweep)
+        else:
+            self._sweeper = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str, module_id: str) -> asyncio.Task[Any]:
         """Run ``coro``; an exception escaping it stops the stack."""
@@ -423,14 +455,10 @@ class ModuleRuntime:
             self._responses.add(response)
             self.bus.subscribe(response, self._on_result)
         call_id = wire.new_id()
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.host.pending[call_id] = fut
+        fut = self.host.expect(call_id, timeout_s or CMD_TIMEOUT_S, f"{conn.module_id}.{conn.impl_id}.{name}")
         self.bus.publish(topic, wire.envelope(wire.CMD, {"id": call_id, "args": args, "origin": self.id}))
         try:
-            async with asyncio.timeout(timeout_s or CMD_TIMEOUT_S):
-                result = await fut
-        except TimeoutError:
-            raise CommandError(wire.CMD_TIMEOUT, f"{conn.module_id}.{conn.impl_id}.{name}: no result in time") from None
+            result = await fut
         finally:
             self.host.pending.pop(call_id, None)
         if validate and cmd.result is not None:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from datetime import UTC, datetime
@@ -110,8 +111,14 @@ def error_result(error_type: str, message: str) -> dict[str, str]:
     return {ERROR_TYPE_KEY: error_type, ERROR_MSG_KEY: message}
 
 
+_ids = itertools.count()
+_id_base = uuid.uuid4().hex[:20]
+
+
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A call id unique to this process run (UUID-shaped, cheaper than uuid4 per call)."""
+    n = next(_ids)
+    return f"{_id_base[:8]}-{_id_base[8:12]}-{_id_base[12:16]}-{_id_base[16:20]}-{n:012x}"
 
 
 def timestamp() -> str:

@@ -1,0 +1,3 @@
+# SPDX-License-Identifier: Apache-2.0
+# Copyright contributors to everest-py
+"""LocalAllowlistTokenValidator: accepts the tokens listed in a text file."""
