@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from everest_py.framework.bus import Bus, encode_publish_qos0, filter_regex
+from everest_py.framework.bus import Bus, encode_publish_qos0, filter_regex, filters_overlap
 
 LEVEL = st.sampled_from(["a", "b", "c", "everest", "x1", ""])
 
@@ -63,3 +63,24 @@ def test_frames_reach_other_clients_and_ourselves_once(broker, protocol):
     assert sorted(got_a) == sorted(
         [("t/1", b"one"), ("#", b"one"), ("t/1", b"one"), ("#", b"one"), ("#", b"two")]
     )
+
+
+SMALL = st.sampled_from(["a", "b", ""])
+TOPICS = [
+    "/".join(p)
+    for n in range(1, 7)
+    for p in __import__("itertools").product(["a", "b", "", "z"], repeat=n)
+]
+
+
+@given(
+    st.lists(SMALL | st.just("+"), min_size=1, max_size=4),
+    st.booleans(),
+    st.lists(SMALL | st.just("+"), min_size=1, max_size=4),
+    st.booleans(),
+)
+def test_filters_overlap_iff_a_topic_matches_both(a_levels, a_hash, b_levels, b_hash):
+    a = "/".join(a_levels + (["#"] if a_hash else []))
+    b = "/".join(b_levels + (["#"] if b_hash else []))
+    ra, rb = filter_regex(a), filter_regex(b)
+    assert filters_overlap(a, b) == any(ra.match(t) and rb.match(t) for t in TOPICS)
