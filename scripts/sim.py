@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: Apache-2.0
+# Copyright contributors to everest-py
+"""The main job: run a SIL config with its bus shown live, and exercise the modules once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from everest_py.errors import CommandError
+from everest_py.framework.broker import running_endpoint, runtime_dir
+from everest_py.testing import Probe
+
+TOKEN_OK = {"id_token": {"value": "DEADBEEF", "type": "ISO14443"}, "authorization_type": "RFID"}
+TOKEN_UNKNOWN = {"id_token": {"value": "0BADC0DE", "type": "ISO14443"}, "authorization_type": "RFID"}
+
+
+def say(text: str) -> None:
+    print(f"\n>>> {text}", flush=True)
+
+
+async def demo(prefix: str, modules: dict[str, Any]) -> None:
+    endpoint = None
+    for _ in range(100):
+        endpoint = running_endpoint(runtime_dir())
+        if endpoint is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert endpoint is not None
+    probe = Probe(endpoint, prefix, module_id="demo")
+    await probe.connect()
+
+    async def call(mid: str, impl: str, cmd: str, args: dict[str, Any]) -> None:
+        if mid not in modules:
+            return
+        say(f"demo calls {mid}.{impl}.{cmd}")
+        try:
+            await probe.call_raw(mid, impl, cmd, args)
+        except CommandError as err:
+            print(f"    (error result: {err})", flush=True)
+        await asyncio.sleep(0.3)
+
+    await call("store", "main", "store", {"key": "demo.started", "value": time.strftime("%FT%TZ", time.gmtime())})
+    await call("store", "main", "load", {"key": "demo.started"})
+    await call("charger_info", "main", "get_charger_information", {})
+    await call("validator", "main", "validate_token", {"provided_token": TOKEN_OK})
+    await call("allowlist", "token_validator", "validate_token", {"provided_token": TOKEN_OK})
+    await call("allowlist", "token_validator", "validate_token", {"provided_token": TOKEN_UNKNOWN})
+    await call("auth_list", "main", "validate_token", {"provided_token": TOKEN_OK})
+    await call("error_history", "error_history", "get_errors", {"filters": {}})
+    await probe.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("config", type=Path)
+    ap.add_argument("--duration", type=float, help="stop after this many seconds")
+    args = ap.parse_args()
+    raw = yaml.safe_load(args.config.read_text())
+    prefix = (raw.get("settings") or {}).get("mqtt_everest_prefix", "everest")
+    fifo = runtime_dir() / "status"
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    cmd = [sys.executable, "-m", "everest_py", "run", str(args.config), "--watch", "--status-fifo", str(fifo)]
+    proc = subprocess.Popen(cmd)
+    deadline = time.monotonic() + 30
+    status = b""
+    try:
+        while b"ALL_MODULES_STARTED" not in status:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return proc.wait()
+            with contextlib.suppress(BlockingIOError):
+                status += os.read(reader, 256)
+            time.sleep(0.02)
+        asyncio.run(demo(prefix, raw["active_modules"]))
+        say("the stack keeps running: Ctrl-C stops it" if args.duration is None else f"stopping in {args.duration:g} s")
+        try:
+            proc.wait(args.duration)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
+    finally:
+        os.close(reader)
+        fifo.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
