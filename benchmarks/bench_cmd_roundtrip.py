@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-
 from _common import pct, use_test_modules
 
 use_test_modules()
@@ -64,7 +63,9 @@ def raw_pair(sock: str, qos: int) -> tuple[list[float], float]:
     requester.on_message = on_resp
     requester.subscribe("raw/resp", qos=qos)
     time.sleep(0.3)
-    payload = b'{"msg_type":"Cmd","data":{"id":"00000000-0000-0000-0000-000000000000","args":{"value":10},"origin":"u"}}'
+    payload = (
+        b'{"msg_type":"Cmd","data":{"id":"00000000-0000-0000-0000-000000000000","args":{"value":10},"origin":"u"}}'
+    )
     rtts = []
     for _ in range(N):
         t0 = time.perf_counter()
@@ -105,7 +106,10 @@ async def framework(
     config = {
         "active_modules": {
             "board": board,
-            "user": {"module": "BoardUser", "connections": {"bsp": [{"module_id": "board", "implementation_id": "board_support"}]}},
+            "user": {
+                "module": "BoardUser",
+                "connections": {"bsp": [{"module_id": "board", "implementation_id": "board_support"}]},
+            },
         }
     }
     write_config(d / "c.yaml", config, broker, validate_schema=validate)

@@ -17,9 +17,7 @@ import time
 from pathlib import Path
 
 import yaml
-
 from _common import REPO, children, memory_kb
-
 from everest_py.testing import Broker, Stack, write_config
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
@@ -76,7 +74,10 @@ def main() -> None:
         med[name] = (ready, rss, pss)
         print(f"{name:10} {runs[0][3]:9d} {rss:8.1f} {pss:8.1f} {ready:11.2f}")
     one, iso = med["one host"], med["--isolate"]
-    print(f"ratio --isolate / one host: RSS {iso[1] / one[1]:.1f}x, PSS {iso[2] / one[2]:.1f}x, time to ready {iso[0] / one[0]:.1f}x")
+    print(
+        f"ratio --isolate / one host: RSS {iso[1] / one[1]:.1f}x, PSS {iso[2] / one[2]:.1f}x, "
+        f"time to ready {iso[0] / one[0]:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def on_message(client, userdata, msg):
         call = payload["data"]
         if name == "enable":
             event = {"event": "B" if call["args"]["value"] else "A"}
-            client.publish(f"{prefix}modules/{me}/impl/board_support/var/event", envelope("Var", {"data": event}), qos=2)
+            client.publish(
+                f"{prefix}modules/{me}/impl/board_support/var/event", envelope("Var", {"data": event}), qos=2
+            )
         result = {"type": "result", "data": {"id": call["id"], "retval": None, "origin": me}}
         client.publish(f"{msg.topic}/response/{call['origin']}", envelope("CmdResult", result), qos=2)
         findings.setdefault("called", []).append([name, call["origin"], call["args"]])

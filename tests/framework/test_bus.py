@@ -8,10 +8,9 @@ import asyncio
 
 import paho.mqtt.client as mqtt
 import pytest
+from everest_py.framework.bus import Bus, encode_publish_qos0, filter_regex, filters_overlap
 from hypothesis import given
 from hypothesis import strategies as st
-
-from everest_py.framework.bus import Bus, encode_publish_qos0, filter_regex, filters_overlap
 
 LEVEL = st.sampled_from(["a", "b", "c", "everest", "x1", ""])
 
@@ -60,17 +59,11 @@ def test_frames_reach_other_clients_and_ourselves_once(broker, protocol):
 
     got_a, got_b = asyncio.run(scenario())
     assert got_b == [("t/1", b"one"), ("t/1", b"one"), ("t/2", b"two")]
-    assert sorted(got_a) == sorted(
-        [("t/1", b"one"), ("#", b"one"), ("t/1", b"one"), ("#", b"one"), ("#", b"two")]
-    )
+    assert sorted(got_a) == sorted([("t/1", b"one"), ("#", b"one"), ("t/1", b"one"), ("#", b"one"), ("#", b"two")])
 
 
 SMALL = st.sampled_from(["a", "b", ""])
-TOPICS = [
-    "/".join(p)
-    for n in range(1, 7)
-    for p in __import__("itertools").product(["a", "b", "", "z"], repeat=n)
-]
+TOPICS = ["/".join(p) for n in range(1, 7) for p in __import__("itertools").product(["a", "b", "", "z"], repeat=n)]
 
 
 @given(

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from everest_py.framework.cli import main
 from everest_py.framework.config import load_run_config, merge_patch
 from everest_py.framework.contracts import Contracts
@@ -45,7 +44,9 @@ def test_broken_config_gives_its_exact_lines(case, tmp_path, capsys):
 def test_no_traceback_and_status_2_from_the_command(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(CASES[0]["config"])
-    done = subprocess.run([sys.executable, "-m", "everest_py", "check", str(path)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "everest_py", "check", str(path)], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1
@@ -80,7 +81,9 @@ def test_defaults_are_filled_in(tmp_path):
 
 def test_user_config_overlay_is_merged(tmp_path, capsys):
     path = tmp_path / "config.yaml"
-    path.write_text("active_modules:\n  v: {module: DummyTokenValidator, config_implementation: {main: {sleep: 500}}}\n")
+    path.write_text(
+        "active_modules:\n  v: {module: DummyTokenValidator, config_implementation: {main: {sleep: 500}}}\n"
+    )
     code, _ = check(path, capsys)
     assert code == 2
     (tmp_path / "user-config").mkdir()
@@ -94,7 +97,10 @@ def test_user_config_overlay_is_merged(tmp_path, capsys):
 
 
 def test_merge_patch_follows_rfc_7386():
-    assert merge_patch({"a": "b", "c": {"d": "e", "f": "g"}}, {"a": "z", "c": {"f": None}}) == {"a": "z", "c": {"d": "e"}}
+    assert merge_patch({"a": "b", "c": {"d": "e", "f": "g"}}, {"a": "z", "c": {"f": None}}) == {
+        "a": "z",
+        "c": {"d": "e"},
+    }
     assert merge_patch({"a": [1]}, {"a": [2, 3]}) == {"a": [2, 3]}
     assert merge_patch({"a": 1}, "x") == "x"
 

@@ -11,7 +11,6 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from everest_py.framework import wire
 from everest_py.testing import Broker, Probe, Stack, write_config
 
@@ -127,7 +126,9 @@ def test_broker_restart_reconnects(tmp_path: Path):
             async with asyncio.timeout(10):
                 while True:
                     try:
-                        result = await probe.call("user", "store", {"key": "call_enable", "value": {"value": True}}, timeout_s=0.5)
+                        result = await probe.call(
+                            "user", "store", {"key": "call_enable", "value": {"value": True}}, timeout_s=0.5
+                        )
                         break
                     except TimeoutError:
                         continue

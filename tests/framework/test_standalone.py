@@ -35,7 +35,10 @@ def test_foreign_standalone_module_joins_calls_and_is_called(make_stack, broker,
         "settings": {"modules_dir": str(tmp_path / "modules")},
         "active_modules": {
             "validator": {"module": "DummyTokenValidator", "config_implementation": {"main": {"sleep": 0}}},
-            "user": {"module": "BoardUser", "connections": {"bsp": [{"module_id": "raw", "implementation_id": "board_support"}]}},
+            "user": {
+                "module": "BoardUser",
+                "connections": {"bsp": [{"module_id": "raw", "implementation_id": "board_support"}]},
+            },
             "raw": {
                 "module": "RawBoard",
                 "standalone": True,
@@ -49,12 +52,24 @@ def test_foreign_standalone_module_joins_calls_and_is_called(make_stack, broker,
     stack, prefix = make_stack(config)
     stack.start(expect="WAITING_FOR_STANDALONE_MODULES")
     out = subprocess.run(
-        [sys.executable, str(RAW), str(broker.socket), prefix, "raw"], capture_output=True, text=True, timeout=30, check=True
+        [sys.executable, str(RAW), str(broker.socket), prefix, "raw"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     found = json.loads(out.stdout)
     assert found["definition_cmds"] == sorted(
-        ["enable", "pwm_on", "cp_state_X1", "cp_state_F", "cp_state_E", "allow_power_on",
-         "ac_switch_three_phases_while_charging", "ac_set_overcurrent_limit_A"]
+        [
+            "enable",
+            "pwm_on",
+            "cp_state_X1",
+            "cp_state_F",
+            "cp_state_E",
+            "allow_power_on",
+            "ac_switch_three_phases_while_charging",
+            "ac_set_overcurrent_limit_A",
+        ]
     )
     assert found["response_msg_type"] == "GetConfigResponse"
     assert found["status"] == "Ok"
@@ -66,7 +81,10 @@ def test_foreign_standalone_module_joins_calls_and_is_called(make_stack, broker,
     assert answer["msg_type"] == "CmdResult"
     assert answer["data"]["type"] == "result"
     assert answer["data"]["data"]["origin"] == "validator"
-    assert answer["data"]["data"]["retval"] == {"authorization_status": "Accepted", "tariff_messages": [{"content": "Token valid"}]}
+    assert answer["data"]["data"]["retval"] == {
+        "authorization_status": "Accepted",
+        "tariff_messages": [{"content": "Token valid"}],
+    }
     # our BoardUser called the foreign module's command and received its var
     assert found["called"] == [["enable", "user", {"value": True}]]
     assert found["user_events"] == ["B"]

@@ -33,7 +33,7 @@ import yaml
 
 from everest_py.errors import BusError, CommandError
 from everest_py.framework import wire
-from everest_py.framework.bus import Bus, BrokerEndpoint
+from everest_py.framework.bus import BrokerEndpoint, Bus
 
 
 def free_port() -> int:
@@ -310,7 +310,9 @@ class Probe:
             data = json.loads(payload)["data"]
             result = handler(**data["args"])
             reply = {"id": data["id"], "retval": result, "origin": self.id}
-            bus.publish(f"{topic}/response/{data['origin']}", wire.envelope(wire.CMD_RESULT, {"type": "result", "data": reply}))
+            bus.publish(
+                f"{topic}/response/{data['origin']}", wire.envelope(wire.CMD_RESULT, {"type": "result", "data": reply})
+            )
 
         bus.subscribe(topic, on_call)
 
@@ -318,14 +320,18 @@ class Probe:
         assert self.bus is not None
         module_id, impl_id = self._target(requirement, index)
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.bus.subscribe(self.topics.var(module_id, impl_id, var), lambda t, p: queue.put_nowait(json.loads(p)["data"]["data"]))
+        self.bus.subscribe(
+            self.topics.var(module_id, impl_id, var), lambda t, p: queue.put_nowait(json.loads(p)["data"]["data"])
+        )
         return queue
 
     def publish_var(self, impl_id: str, var: str, value: Any) -> None:
         assert self.bus is not None
         self.bus.publish(self.topics.var(self.id, impl_id, var), wire.envelope(wire.VAR, {"data": value}))
 
-    def raise_error(self, impl_id: str, error_type: str, sub_type: str = "", message: str = "", severity: str = "Low") -> dict[str, Any]:
+    def raise_error(
+        self, impl_id: str, error_type: str, sub_type: str = "", message: str = "", severity: str = "Low"
+    ) -> dict[str, Any]:
         assert self.bus is not None
         error = {
             "type": error_type,

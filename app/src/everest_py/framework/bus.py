@@ -74,8 +74,8 @@ class _BufferedSocket:
 
     __slots__ = ("_buf", "_out", "_pos", "_sock")
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
+    def __init__(self, sock: Any) -> None:
+        self._sock: socket.socket = sock
         self._buf = b""
         self._pos = 0
         self._out: list[bytes] = []
@@ -121,7 +121,7 @@ class _BufferedSocket:
 
 def filter_regex(topic_filter: str) -> re.Pattern[str]:
     """A compiled matcher for an MQTT topic filter with ``+`` and ``#`` (MQTT 3.1.1 §4.7)."""
-    parts = []
+    parts: list[str] = []
     levels = topic_filter.split("/")
     for level in levels:
         if level == "#":
@@ -152,7 +152,7 @@ def filters_overlap(a: str, b: str) -> bool:
     for x, y in zip(la, lb, strict=False):
         if x == "#" or y == "#":
             return True
-        if x != y and x != "+" and y != "+":
+        if x != y and "+" not in (x, y):
             return False
     rest = la[len(lb) :] or lb[len(la) :]
     return not rest or rest == ["#"]
@@ -333,8 +333,10 @@ class Bus:
             # QoS 1/2 acks otherwise wait for delayed ACKs: ~44-88 ms per round trip.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if getattr(client, "_sock", None) is sock:
+            # paho keeps its socket in _sock; handing it our buffered wrapper is the one place
+            # where we rely on paho's internals (pinned to paho-mqtt 2.x).
             self._buffered = _BufferedSocket(sock)
-            client._sock = self._buffered  # type: ignore[assignment]
+            client._sock = self._buffered
         self._loop.add_reader(sock, self._read)
 
     def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -355,7 +357,7 @@ class Bus:
         while True:
             if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
-            if buffered is None or buffered.pending_bytes() <= 0 or client.socket() is not buffered:
+            if buffered is None or buffered.pending_bytes() <= 0 or not self._is_current(buffered):
                 break
         if self._flush_soon:
             self._flush()  # answers written by handlers leave now, not one loop turn later
@@ -413,7 +415,7 @@ class Bus:
 
     def _send_subscribe(self, topic: str, qos: int) -> None:
         if self.protocol == "5":
-            options = SubscribeOptions(qos=qos, noLocal=True)  # type: ignore[no-untyped-call]
+            options = SubscribeOptions(qos=qos, noLocal=True)
             sub_id = self._sub_ids.get(topic)
             if sub_id is None:
                 self._client.subscribe(topic, options=options)
@@ -430,7 +432,7 @@ class Bus:
         data = payload.encode() if isinstance(payload, str) else payload
         qos = self.qos if qos is None else qos
         buffered = self._buffered
-        if qos == 0 and buffered is not None and self.connected and self._client.socket() is buffered:
+        if qos == 0 and buffered is not None and self.connected and self._is_current(buffered):
             # QoS 0 needs no state in paho: encode it ourselves, behind whatever paho has queued.
             if "+" in topic or "#" in topic or not topic:
                 raise ValueError(f"cannot publish on topic {topic!r}")
@@ -449,10 +451,15 @@ class Bus:
             if handlers:
                 self._loop.call_soon(self._deliver, topic, data, handlers)
 
+    def _is_current(self, buffered: _BufferedSocket) -> bool:
+        """True while paho still uses this buffered socket (not after a reconnect)."""
+        current: object = self._client.socket()
+        return current is buffered
+
     def _flush(self) -> None:
         self._flush_soon = False
         buffered = self._buffered
-        if buffered is None or self._client.socket() is not buffered:
+        if buffered is None or not self._is_current(buffered):
             return
         try:
             done = buffered.flush()

@@ -24,10 +24,10 @@ from everest_py.errors import BusError, ConfigError
 from everest_py.framework import wire
 from everest_py.framework.broker import Mosquitto, configured_endpoint, runtime_dir
 from everest_py.framework.bus import BrokerEndpoint, Bus
-from everest_py.framework.config import ModuleInstance, RunConfig
+from everest_py.framework.config import RunConfig
+from everest_py.framework.config_service import ConfigService
 from everest_py.framework.registry import Registry
 from everest_py.framework.runtime import Host
-from everest_py.framework.schema import load_yaml, type_refs
 
 log = logging.getLogger(__name__)
 
@@ -52,134 +52,6 @@ class RunOptions:
 def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: die with the manager
-
-
-class ConfigService:
-    """Answers EVerest's config requests and publishes the retained definitions."""
-
-    def __init__(self, config: RunConfig, registry: Registry, bus: Bus, topics: wire.Topics) -> None:
-        self.config = config
-        self.registry = registry
-        self.bus = bus
-        self.topics = topics
-        self.retained: list[str] = []
-
-    def start(self) -> None:
-        self.bus.subscribe(self.topics.config_request, self._on_request)
-
-    def _publish_retained(self, topic: str, value: Any) -> None:
-        self.bus.publish(topic, wire.envelope(wire.GET_CONFIG_RESPONSE, value), retain=True)
-        self.retained.append(topic)
-
-    def publish_definitions(self) -> None:
-        p = self.topics.prefix
-        contracts = self.registry.contracts
-        mods = self.config.modules
-        interfaces = sorted({prov.interface for m in mods.values() for prov in m.manifest.provides.values()})
-        validate = self.config.settings.validate_schema
-        self._publish_retained(f"{p}interfaces", interfaces)
-        for name in interfaces:
-            self._publish_retained(f"{p}interface_definitions/{name}", contracts.interface_wire(name))
-        type_files: set[str] = set()
-        if validate:
-            todo = {f for name in interfaces for f, _ in type_refs(contracts.interface(name).raw)}
-            while todo:
-                f = todo.pop()
-                type_files.add(f)
-                todo |= {g for g, _ in type_refs(contracts.types(f))} - type_files
-        self._publish_retained(f"{p}types", [f"/{f}" for f in sorted(type_files)])
-        for f in sorted(type_files):
-            self._publish_retained(f"{p}type_definitions/{f}", contracts.types(f))
-        self._publish_retained(f"{p}settings", self.config.settings.wire())
-        if validate:
-            schemas_dir = Path(__file__).resolve().parent.parent / "contracts" / "schemas"
-            schemas = {s.stem.replace("-", "_"): load_yaml(s) for s in sorted(schemas_dir.glob("*.yaml"))}
-            self._publish_retained(f"{p}schemas", schemas)
-        self._publish_retained(f"{p}module_names", {mid: m.name for mid, m in mods.items()})
-        for name in sorted({m.name for m in mods.values()}):
-            manifest = next(m.manifest for m in mods.values() if m.name == name)
-            self._publish_retained(f"{p}manifests/{name}", manifest.wire)
-
-    def clear_retained(self) -> None:
-        for topic in self.retained:
-            self.bus.publish(topic, b"", qos=0, retain=True)
-        self.retained.clear()
-
-    # -- requests ------------------------------------------------------------------------------
-    def _on_request(self, topic: str, payload: bytes) -> None:
-        try:
-            msg = json.loads(payload)
-            data = msg["data"]
-            origin = data["origin"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("dropped an unusable config request")
-            return
-        if not isinstance(origin, str) or not origin or any(c in origin for c in "/+#"):
-            log.warning("dropped a config request without a usable origin")
-            return
-        status, info, response = "Ok", "", None
-        try:
-            response = self._answer(origin, data)
-        except LookupError as err:
-            status, info = "Error", str(err.args[0])
-        except PermissionError as err:
-            status, info = "AccessDenied", str(err)
-        reply: dict[str, Any] = {"status": status, "status_info": info, "type": data.get("type", "Get")}
-        if response is not None:
-            reply["response"] = response
-        self.bus.publish(self.topics.config_response(origin), wire.envelope(wire.GET_CONFIG_RESPONSE, reply))
-
-    def _readable(self, origin: str, target: str) -> bool:
-        if origin == target:
-            return True
-        me = self.config.modules.get(origin)
-        access = ((me.access or {}) if me else {}).get("config", {})
-        return bool(access.get("allow_global_read") or access.get("modules", {}).get(target, {}).get("allow_read"))
-
-    def _answer(self, origin: str, data: dict[str, Any]) -> dict[str, Any]:
-        request = data.get("request") or {}
-        kind = request.get("type")
-        if data.get("type") == "Set":
-            raise LookupError("setting config values at run time is not supported by everest-py yet")
-        mods = self.config.modules
-        if kind == "Module":
-            inst = mods.get(origin)
-            if inst is None:
-                raise LookupError(f"module id '{origin}' is not in the run config")
-            return {"type": "Module", "data": self.module_response(inst)}
-        if kind == "All":
-            return {
-                "type": "All",
-                "data": {mid: m.configuration_parameters() for mid, m in mods.items() if self._readable(origin, mid)},
-            }
-        if kind == "AllMappings":
-            return {"type": "AllMappings", "data": {mid: m.mapping for mid, m in mods.items()}}
-        if kind == "Value":
-            ident = request.get("identifier") or {}
-            target = mods.get(ident.get("module_id", ""))
-            if target is None:
-                raise LookupError(f"module id '{ident.get('module_id')}' is not in the run config")
-            if not self._readable(origin, target.id):
-                raise PermissionError(f"{origin} may not read the config of {target.id}")
-            impl = ident.get("module_implementation_id") or "!module"
-            for param in target.configuration_parameters().get(impl, []):
-                if param["name"] == ident.get("configuration_parameter_name"):
-                    return {"type": "Value", "data": param}
-            raise LookupError(
-                f"no config parameter {ident.get('configuration_parameter_name')!r} in {target.id}.{impl}"
-            )
-        raise LookupError(f"unknown config request type {kind!r}")
-
-    def module_response(self, inst: ModuleInstance) -> dict[str, Any]:
-        mods = self.config.modules
-        related = {inst.id} | {f.module_id for fs in inst.connections.values() for f in fs}
-        out: dict[str, Any] = {
-            "module_config": inst.wire(),
-            "mappings": {mid: mods[mid].mapping for mid in sorted(related) if mid in mods},
-        }
-        if inst.telemetry is not None:
-            out["telemetry_config"] = inst.telemetry
-        return out
 
 
 class Manager:
@@ -228,7 +100,12 @@ class Manager:
 
     async def _run(self, endpoint: BrokerEndpoint) -> int:
         host: Host | None = None
-        bus = Bus(endpoint, protocol=self.options.protocol, qos=self.options.qos, on_handler_error=lambda e: self._fail(host, e))
+        bus = Bus(
+            endpoint,
+            protocol=self.options.protocol,
+            qos=self.options.qos,
+            on_handler_error=lambda e: self._fail(host, e),
+        )
         await bus.connect()
         service = ConfigService(self.config, self.registry, bus, self.topics)
         service.start()
