@@ -234,6 +234,13 @@ class Probe:
 
     async def join(self, timeout_s: float = 10.0) -> dict[str, Any]:
         """Ask for the config, as any EVerest module does; returns the module config."""
+        data = await self.config_request("Get", {"type": "Module"}, timeout_s)
+        self.config = data["response"]["data"]["module_config"]
+        self.connections = self.config["connections"]
+        return self.config
+
+    async def config_request(self, kind: str, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
+        """Any config-service request (``kind`` Get or Set); returns the whole response data."""
         assert self.bus is not None
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -241,14 +248,18 @@ class Probe:
             if not fut.done():
                 fut.set_result(json.loads(payload))
 
-        self.bus.subscribe(self.topics.config_response(self.id), on_response)
-        request = {"type": "Get", "origin": self.id, "request": {"type": "Module"}}
-        self.bus.publish(self.topics.config_request, wire.envelope(wire.GET_CONFIG, request))
-        async with asyncio.timeout(timeout_s):
-            msg = await fut
-        self.config = msg["data"]["response"]["data"]["module_config"]
-        self.connections = self.config["connections"]
-        return self.config
+        undo = self.bus.subscribe(self.topics.config_response(self.id), on_response)
+        self.bus.publish(
+            self.topics.config_request,
+            wire.envelope(wire.GET_CONFIG, {"type": kind, "origin": self.id, "request": request}),
+        )
+        try:
+            async with asyncio.timeout(timeout_s):
+                msg = await fut
+        finally:
+            undo()
+        data: dict[str, Any] = msg["data"]
+        return data
 
     def ready(self) -> None:
         assert self.bus is not None

@@ -195,7 +195,10 @@ async def _watch(args: argparse.Namespace) -> int:
             print(topic, payload.decode(errors="replace"), flush=True)
 
         show = raw
-    bus.subscribe(args.filter or f"{topics.prefix}#", show)
+    topic = args.filter or f"{topics.prefix}#"
+    bus.subscribe(topic, show)
+    await bus.drain()
+    print(f"# watching {topic} on {endpoint} (Ctrl-C stops)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     import signal

@@ -17,6 +17,7 @@ DIODE = "evse_board_support/DiodeFault"
 @dataclass(frozen=True)
 class Config:
     safe_state_file: str
+    label: str
     fail_in: str
 
 
@@ -26,6 +27,7 @@ class FakeBoard(Module):
     async def init(self) -> None:
         if self.config.fail_in == "init":
             raise RuntimeError("init fails on purpose")
+        self.mqtt.subscribe("fakeboard/cmd/enable", lambda topic, payload: self.enable(payload == "true"))
 
     async def ready(self) -> None:
         if self.config.fail_in == "ready":
@@ -71,4 +73,5 @@ class FakeBoard(Module):
 
     @command("board_support")
     def ac_set_overcurrent_limit_A(self, value: float) -> None:
-        pass
+        self.telemetry("livedata", "limits", "Limit", {"value": value})
+        self.mqtt.publish("fakeboard/limit", value)
