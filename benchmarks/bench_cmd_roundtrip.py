@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+
 from _common import pct, use_test_modules
 
 use_test_modules()

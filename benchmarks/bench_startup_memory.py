@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import yaml
+
 from _common import REPO, children, memory_kb
 from everest_py.testing import Broker, Stack, write_config
 

@@ -8,9 +8,10 @@ import asyncio
 
 import paho.mqtt.client as mqtt
 import pytest
-from everest_py.framework.bus import Bus, encode_publish_qos0, filter_regex, filters_overlap
 from hypothesis import given
 from hypothesis import strategies as st
+
+from everest_py.framework.bus import Bus, encode_publish_qos0, filter_regex, filters_overlap
 
 LEVEL = st.sampled_from(["a", "b", "c", "everest", "x1", ""])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from everest_py.framework.cli import main
 from everest_py.framework.config import load_run_config, merge_patch
 from everest_py.framework.contracts import Contracts

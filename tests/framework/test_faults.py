@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from everest_py.framework import wire
 from everest_py.testing import Broker, Probe, Stack, write_config
 

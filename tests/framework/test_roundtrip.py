@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from everest_py.errors import CommandError
 from everest_py.testing import Probe
 

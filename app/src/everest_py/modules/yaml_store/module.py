@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from everest_py.framework.module import Module, command
@@ -23,7 +25,7 @@ class ReadOnlyStore(Exception):
 class YamlStore(Module):
     Config = YamlStoreConfig
 
-    _values: dict[str, Any] = {}
+    _values: Mapping[str, Any] = MappingProxyType({})
 
     async def init(self) -> None:
         self._values = load_store(self.config.file)
