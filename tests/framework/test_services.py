@@ -190,11 +190,11 @@ def test_cli_call_watch_and_modules(make_stack, broker, tmp_path):
     where = ["--socket", str(broker.socket), "--prefix", prefix]
     watch = subprocess.Popen([*base, "watch", *where], stdout=subprocess.PIPE, text=True)
     assert watch.stdout is not None
-    # retained definitions come first (the stack waits for its probe), then the header
-    while not (line := watch.stdout.readline()).startswith("# watching"):
-        assert line, "watch ended early"
-    assert line.startswith(f"# watching {prefix}/#")
     try:
+        # retained definitions come first (the stack waits for its probe), then the header
+        while not (line := watch.stdout.readline()).startswith("# watching"):
+            assert line, "watch ended early"
+        assert line.startswith(f"# watching {prefix}/#")
         ok = subprocess.run(
             [*base, "call", "user.main", "store", '{"key": "k", "value": [1, 2]}', *where],
             capture_output=True,

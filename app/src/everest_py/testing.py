@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import pwd
@@ -226,6 +227,7 @@ class Probe:
         self.global_ready = asyncio.Event()
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._responses: set[str] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
 
     async def connect(self) -> None:
         self.bus = Bus(self.endpoint, protocol=self.protocol)
@@ -317,13 +319,32 @@ class Probe:
         bus = self.bus
         topic = self.topics.cmd(self.id, impl_id, cmd)
 
+        def reply(data: dict[str, Any], result: Any, error: BaseException | None) -> None:
+            answer: dict[str, Any] = {"id": data["id"], "retval": result, "origin": self.id}
+            if error is not None:
+                answer["error"] = wire.error_result(wire.HANDLER_EXCEPTION, f"{type(error).__name__}: {error}")
+            payload = wire.envelope(wire.CMD_RESULT, {"type": "result", "data": answer})
+            bus.publish(f"{topic}/response/{data['origin']}", payload)
+
+        async def finish(data: dict[str, Any], pending: Awaitable[Any]) -> None:
+            try:
+                reply(data, await pending, None)
+            except Exception as err:  # noqa: BLE001 - the caller gets an error result
+                reply(data, None, err)
+
         def on_call(_: str, payload: bytes) -> None:
             data = json.loads(payload)["data"]
-            result = handler(**data["args"])
-            reply = {"id": data["id"], "retval": result, "origin": self.id}
-            bus.publish(
-                f"{topic}/response/{data['origin']}", wire.envelope(wire.CMD_RESULT, {"type": "result", "data": reply})
-            )
+            try:
+                result = handler(**data["args"])
+            except Exception as err:  # noqa: BLE001 - the caller gets an error result
+                reply(data, None, err)
+                return
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(finish(data, result))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                reply(data, result, None)
 
         bus.subscribe(topic, on_call)
 

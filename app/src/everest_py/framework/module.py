@@ -14,7 +14,8 @@ A module is a subclass of :class:`Module` in a package beside its ``manifest.yam
         @command("main")
         def store(self, key: str, value: Json) -> None: ...
 
-        async def init(self) -> None:   # before the global ready barrier
+        async def init(self) -> None:   # before the global ready barrier; commands may
+                                        # already arrive while it runs (as in EVerest)
         async def ready(self) -> None:  # after it: publish and call from here on
         def safe_state(self) -> None:   # outputs to their safe values; no awaiting, no bus
 

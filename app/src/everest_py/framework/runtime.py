@@ -121,7 +121,8 @@ class Host:
             return
         err = task.exception()
         if err is not None:
-            self.fail(f"module {module_id}: task {task.get_name()} failed: {err!r}", err)
+            what = "; ".join(err.issues) if isinstance(err, ConfigError) else repr(err)
+            self.fail(f"module {module_id}: task {task.get_name()} failed: {what}", err)
 
     def fail(self, reason: str, err: BaseException | None = None) -> None:
         """Crash-only: record the first failure, put every output into its safe state."""
