@@ -97,7 +97,8 @@ def cmd_modules(args: argparse.Namespace) -> int:
             print(f"everest-py: {name}: {err}", file=sys.stderr)
             problems += 1
             continue
-        assert m is not None
+        if m is None:
+            continue  # registered, but its package is not there (yet)
         rows.append(
             {
                 "name": name,
