@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -202,13 +203,38 @@ async def _watch(args: argparse.Namespace) -> int:
     print(f"# watching {topic} on {endpoint} (Ctrl-C stops)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    import signal
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await bus.close()
     return 0
+
+
+async def _session(args: argparse.Namespace) -> int:
+    from everest_py.tools.session_view import SessionView
+
+    endpoint, prefix = _endpoint(args)
+    topics = wire.Topics(prefix)
+    bus = Bus(endpoint, protocol=args.mqtt_protocol)
+    await bus.connect()
+    view = SessionView(topics.prefix)
+    for var in ("session_event", "powermeter", "limits"):
+        bus.subscribe(f"{topics.prefix}modules/+/impl/+/var/{var}", view.on_message)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("# waiting for charging sessions (Ctrl-C stops)", flush=True)
+    await stop.wait()
+    await bus.close()
+    return 0
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_session(args))
+    except (BusError, ConfigError) as err:
+        return _report(err)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -278,6 +304,10 @@ def parser() -> argparse.ArgumentParser:
     watch.add_argument("--raw", action="store_true", help="topic and payload as they are")
     _broker_options(watch)
     watch.set_defaults(func=cmd_watch)
+
+    session = sub.add_parser("session", help="follow charging sessions live: events, current, energy")
+    _broker_options(session)
+    session.set_defaults(func=cmd_session)
     return ap
 
 
