@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # Copyright contributors to everest-py
-"""The main job: run a SIL config with its bus shown live, and exercise the modules once."""
+"""The main job: run a SIL config and show it live.
+
+With EVSEs in the config it shows their charging sessions (events, current, power, energy, a
+summary per session); without, it shows every bus frame and exercises the modules once.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,11 @@ from typing import Any
 import yaml
 
 from everest_py.errors import CommandError
+from everest_py.framework import wire
 from everest_py.framework.broker import running_endpoint, runtime_dir
+from everest_py.framework.bus import BrokerEndpoint, Bus
 from everest_py.testing import Probe
+from everest_py.tools.session_view import SessionView
 
 TOKEN_OK = {"id_token": {"value": "DEADBEEF", "type": "ISO14443"}, "authorization_type": "RFID"}
 TOKEN_UNKNOWN = {"id_token": {"value": "0BADC0DE", "type": "ISO14443"}, "authorization_type": "RFID"}
@@ -29,15 +36,29 @@ def say(text: str) -> None:
     print(f"\n>>> {text}", flush=True)
 
 
-async def demo(prefix: str, modules: dict[str, Any]) -> None:
-    endpoint = None
+async def broker_endpoint() -> BrokerEndpoint:
     for _ in range(100):
         endpoint = running_endpoint(runtime_dir())
         if endpoint is not None:
-            break
+            return endpoint
         await asyncio.sleep(0.05)
-    assert endpoint is not None
-    probe = Probe(endpoint, prefix, module_id="demo")
+    raise SystemExit("the stack recorded no broker")
+
+
+async def sessions(prefix: str, stop: asyncio.Event) -> None:
+    bus = Bus(await broker_endpoint())
+    await bus.connect()
+    topics = wire.Topics(prefix)
+    view = SessionView(topics.prefix)
+    for var in ("session_event", "powermeter", "limits"):
+        bus.subscribe(f"{topics.prefix}modules/+/impl/+/var/{var}", view.on_message)
+    say("following charging sessions")
+    await stop.wait()
+    await bus.close()
+
+
+async def demo(prefix: str, modules: dict[str, Any]) -> None:
+    probe = Probe(await broker_endpoint(), prefix, module_id="demo")
     await probe.connect()
 
     async def call(mid: str, impl: str, cmd: str, args: dict[str, Any]) -> None:
@@ -61,6 +82,25 @@ async def demo(prefix: str, modules: dict[str, Any]) -> None:
     await probe.close()
 
 
+async def follow(prefix: str, proc: subprocess.Popen[bytes], duration: float | None) -> None:
+    """Show sessions until the stack ends, Ctrl-C, or ``duration`` seconds."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    viewer = asyncio.create_task(sessions(prefix, stop))
+    deadline = None if duration is None else loop.time() + duration
+
+    def check() -> None:
+        if proc.poll() is not None or (deadline is not None and loop.time() >= deadline):
+            stop.set()
+        else:
+            loop.call_later(0.2, check)
+
+    check()
+    await stop.wait()
+    await viewer
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("config", type=Path)
@@ -72,7 +112,9 @@ def main() -> int:
     fifo.unlink(missing_ok=True)
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    cmd = [sys.executable, "-m", "everest_py", "run", str(args.config), "--watch", "--status-fifo", str(fifo)]
+    charger = any(m.get("module") == "EvseManager" for m in raw["active_modules"].values())
+    cmd = [sys.executable, "-m", "everest_py", "run", str(args.config), "--status-fifo", str(fifo)]
+    cmd += ["-q"] if charger else ["--watch"]
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 30
     status = b""
@@ -83,11 +125,18 @@ def main() -> int:
             with contextlib.suppress(BlockingIOError):
                 status += os.read(reader, 256)
             time.sleep(0.02)
-        asyncio.run(demo(prefix, raw["active_modules"]))
-        say("the stack keeps running: Ctrl-C stops it" if args.duration is None else f"stopping in {args.duration:g} s")
-        try:
-            proc.wait(args.duration)
-        except subprocess.TimeoutExpired:
+        if charger:
+            asyncio.run(follow(prefix, proc, args.duration))
+        else:
+            asyncio.run(demo(prefix, raw["active_modules"]))
+            say(
+                "the stack keeps running: Ctrl-C stops it"
+                if args.duration is None
+                else f"stopping in {args.duration:g} s"
+            )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(args.duration)
+        if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         return proc.wait()
     except KeyboardInterrupt:
