@@ -142,3 +142,24 @@ def test_broker_restart_reconnects(tmp_path: Path):
         assert "reconnected to the MQTT broker" in stack.log()
     finally:
         broker.stop()
+
+
+def test_no_broker_is_one_clear_line(tmp_path):
+    import subprocess
+    import sys
+
+    from everest_py.testing import free_port
+
+    port = free_port()  # nothing listens there
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"settings: {{mqtt_broker_host: 127.0.0.1, mqtt_broker_port: {port}}}\n"
+        "active_modules:\n  v: {module: DummyTokenValidator}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "everest_py", "run", str(path)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"no MQTT broker at 127.0.0.1:{port}" in lines[0]

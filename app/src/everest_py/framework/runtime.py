@@ -611,7 +611,12 @@ class ModuleRuntime:
             (on_raise if kind == wire.RAISE_ERROR else on_clear)(error)
 
     # -- external MQTT and telemetry -------------------------------------------------------------------
+    def _check_external(self) -> None:
+        if not self.manifest.enable_external_mqtt:
+            raise PermissionError(f"{self.name}: external MQTT needs enable_external_mqtt in the manifest")
+
     def external_publish(self, topic: str, payload: str | bytes | bool | int | float, retain: bool) -> None:
+        self._check_external()
         if isinstance(payload, bool):
             data: str | bytes = "true" if payload else "false"
         elif isinstance(payload, float):
@@ -623,6 +628,7 @@ class ModuleRuntime:
         self.bus.publish(self.host.external_prefix + topic, data, qos=0, retain=retain)
 
     def external_subscribe(self, topic: str, callback: Callable[[str, str], None]) -> Callable[[], None]:
+        self._check_external()
         prefix = self.host.external_prefix
 
         def on_message(full_topic: str, payload: bytes) -> None:
