@@ -163,3 +163,83 @@ def test_no_broker_is_one_clear_line(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert f"no MQTT broker at 127.0.0.1:{port}" in lines[0]
+
+
+def test_frames_of_the_wrong_shape_never_stop_the_stack(make_stack, broker, tmp_path):
+    stack, prefix = make_stack(stack_config(str(tmp_path / "safe")), "--watch")
+    stack.start(expect="WAITING_FOR_STANDALONE_MODULES")
+    topics = wire.Topics(prefix)
+
+    async def scenario() -> None:
+        probe = Probe(broker.unix, prefix)
+        await probe.start()
+        assert probe.bus is not None
+        for request in (
+            "bogus",
+            {"type": "Value", "identifier": {"module_id": ["x"]}},
+            {"type": "Value", "identifier": 7},
+        ):
+            answer = await probe.config_request("Get", request)  # type: ignore[arg-type]
+            assert answer["status"] == "Error"
+        bad = [
+            (
+                f"{topics.cmd('board', 'board_support', 'enable')}/response/user",
+                b'{"msg_type":"CmdResult","data":{"data":"oops"}}',
+            ),
+            (
+                f"{topics.cmd('board', 'board_support', 'enable')}/response/user",
+                b'{"msg_type":"CmdResult","data":{"data":{"id":"x","error":"boom"}}}',
+            ),
+            (
+                topics.cmd("user", "main", "store"),
+                b'{"msg_type":"Cmd","data":{"id":"n","args":{"key":"k","value":NaN},"origin":"probe"}}',
+            ),
+            (f"{prefix}/modules/x/impl/y/error/evse_board_support/DiodeFault", b'{"msg_type":"RaiseError","data":[]}'),
+        ]
+        for topic, payload in bad:
+            probe.bus.publish(topic, payload)
+        # still alive and answering
+        assert await probe.call("user", "exists", {"key": "events"}) is True
+        await probe.close()
+
+    asyncio.run(scenario())
+    assert stack.stop() == 0
+
+
+def test_the_private_broker_dying_stops_the_stack(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "config.yaml"
+    path.write_text("active_modules:\n  v: {module: DummyTokenValidator}\n")
+    stack = Stack(path, env={"EVEREST_PY_RUNTIME_DIR": str(tmp_path / "run")})
+    stack.start()
+    broker_pid = next(pid for pid in stack.children() if b"mosquitto" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(broker_pid, signal.SIGKILL)
+    assert stack.wait(timeout_s=10) == 1
+    assert "the MQTT broker (mosquitto) exited" in stack.log()
+    del subprocess, sys
+
+
+def test_serial_keeps_the_order_of_async_work():
+    from everest_py.framework.runtime import Serial
+
+    order: list[int] = []
+
+    class FakeHost:
+        def spawn(self, coro, name, module_id):
+            return asyncio.get_running_loop().create_task(coro)
+
+    async def work(n: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        order.append(n)
+
+    async def scenario() -> None:
+        serial = Serial(FakeHost(), "t", "m")  # type: ignore[arg-type]
+        serial.submit(work(1, 0.05))
+        serial.submit(work(2, 0.0))
+        serial.submit(work(3, 0.01))
+        await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())
+    assert order == [1, 2, 3]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import os
 import pwd
 import shutil
+import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -20,6 +22,12 @@ from everest_py.framework.bus import BrokerEndpoint
 from everest_py.framework.config import Settings
 
 BROKER_FILE = "broker"
+
+
+def set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Make the child die with us (PR_SET_PDEATHSIG), so nothing outlives a killed manager."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)
 
 
 def runtime_dir() -> Path:
@@ -97,7 +105,13 @@ class Mosquitto:
         )
         self._log = (self.dir / "mosquitto.log").open("wb")
         self._proc = await asyncio.create_subprocess_exec(
-            exe, "-c", str(conf), stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=self._log
+            exe,
+            "-c",
+            str(conf),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            preexec_fn=set_pdeathsig,
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5.0
@@ -112,6 +126,12 @@ class Mosquitto:
         await self.stop()
         log_text = (self.dir / "mosquitto.log").read_text(errors="replace").strip().splitlines()
         raise BusError(f"mosquitto did not start: {log_text[-1] if log_text else 'no output'}")
+
+    async def wait(self) -> int:
+        """Until mosquitto exits; its status."""
+        if self._proc is None:
+            return 0
+        return await self._proc.wait()
 
     def _connectable(self) -> bool:
         if not self.socket.exists():

@@ -20,7 +20,9 @@ import asyncio
 import contextlib
 import logging
 import re
+import select
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +103,16 @@ class _BufferedSocket:
 
     def has_output(self) -> bool:
         return bool(self._out)
+
+    def close(self) -> None:
+        """paho closes right after queuing DISCONNECT: send what is collected first."""
+        deadline = time.monotonic() + 1.0
+        try:
+            while not self.flush() and time.monotonic() < deadline:
+                select.select([], [self._sock], [], 0.05)
+        except OSError:
+            pass
+        self._sock.close()
 
     def recv(self, n: int) -> bytes:
         if self._pos >= len(self._buf):
@@ -207,6 +219,8 @@ class Bus:
         c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        c.connect_timeout = 1.0
         c.on_message = self._on_message
         c.on_socket_open = self._on_socket_open
         c.on_socket_close = self._on_socket_close
@@ -222,6 +236,8 @@ class Bus:
         self._sub_ids: dict[str, int] = {}
         self._by_sub_id: dict[int, str] = {}
         self._next_sub_id = 1
+        self._id_pending: set[str] = set()  # got an id; until the SUBACK frames may still lack it
+        self._suback_wait: dict[int, str] = {}
         self._connected = asyncio.Event()
         self._closing = False
         self._misc: asyncio.Task[None] | None = None
@@ -244,12 +260,34 @@ class Bus:
         else:
             self._client.connect(host, port, keepalive=KEEPALIVE_S)
 
+    async def _reachable(self) -> str | None:
+        """None if the broker accepts connections, else why not; never blocks the loop.
+
+        paho connects with a blocking socket call (and leaks the socket of a failed unix
+        connect), so every attempt is probed here first.
+        """
+        ep = self.endpoint
+        if ep.socket_path:
+            return None if _unix_listening(ep.socket_path) else "no listener on the socket"
+        try:
+            async with asyncio.timeout(1.0):
+                _, writer = await asyncio.open_connection(ep.host, ep.port)
+        except (OSError, TimeoutError) as err:
+            return getattr(err, "strerror", None) or str(err) or type(err).__name__
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return None
+
     async def connect(self, timeout_s: float = 5.0) -> None:
         """Connect, retrying until ``timeout_s``; BusError names the broker if that fails."""
         deadline = self._loop.time() + timeout_s
         last: str = "no answer"
         while True:
             try:
+                why = await self._reachable()
+                if why is not None:
+                    raise OSError(why)
                 self._open()
                 await asyncio.wait_for(self._connected.wait(), max(0.05, deadline - self._loop.time()))
                 break
@@ -272,20 +310,24 @@ class Bus:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if self.connected:
-            # Let queued frames (e.g. cleared retained topics) reach the broker first.
-            for _ in range(50):
-                if not self._client.want_write():
-                    break
-                await asyncio.sleep(0.01)
+            # Queued frames (e.g. cleared retained topics) first; DISCONNECT leaves on close.
+            await self._drain(0.5)
             self._client.disconnect()
         self._connected.clear()
 
+    def _output_pending(self) -> bool:
+        return self._client.want_write() or (self._buffered is not None and self._buffered.has_output())
+
+    async def _drain(self, limit_s: float) -> None:
+        deadline = self._loop.time() + limit_s
+        while self._output_pending() and self._loop.time() < deadline:
+            self._write()
+            if self._output_pending():
+                await asyncio.sleep(0.002)
+
     async def drain(self) -> None:
-        """Wait until paho has written everything it has queued."""
-        for _ in range(500):
-            if not self._client.want_write():
-                return
-            await asyncio.sleep(0.002)
+        """Wait (up to a second) until everything queued has been written to the socket."""
+        await self._drain(1.0)
 
     async def _housekeeping(self) -> None:
         while True:
@@ -299,6 +341,8 @@ class Bus:
         self.connect_count += 1
         if self.connect_count > 1:
             log.warning("reconnected to the MQTT broker at %s", self.endpoint)
+        self._id_pending.clear()  # a clean session has no old subscriptions to race with
+        self._suback_wait.clear()
         for topic, qos in self._qos.items():
             self._send_subscribe(topic, qos)
         self._connected.set()
@@ -310,6 +354,8 @@ class Bus:
             return
         if was:
             log.warning("lost the MQTT broker at %s (%s); reconnecting", self.endpoint, rc)
+        if self.connect_count == 0:
+            return  # the first connect() retries by itself
         if self._reconnect is None or self._reconnect.done():
             self._reconnect = self._loop.create_task(self._reconnect_loop(), name="mqtt-reconnect")
 
@@ -317,8 +363,7 @@ class Bus:
         delay = 0.05
         while not self._closing and not self.connected:
             await asyncio.sleep(delay)
-            if self.endpoint.socket_path and not _unix_listening(self.endpoint.socket_path):
-                # paho leaks the socket of a failed unix connect; probe with our own first
+            if await self._reachable() is not None:
                 delay = min(delay * 2, 1.0)
                 continue
             try:
@@ -370,8 +415,9 @@ class Bus:
                 done = buffered.flush()
             except OSError:
                 return  # paho notices the broken socket on its next read
-            if done and not self._client.want_write():
-                self._loop.remove_writer(buffered.fileno())
+            fd = buffered.fileno()
+            if done and fd >= 0 and not self._client.want_write():
+                self._loop.remove_writer(fd)
 
     # -- messages -------------------------------------------------------------------------
     def subscribe(self, topic: str, handler: Handler, qos: int | None = None) -> Callable[[], None]:
@@ -395,6 +441,8 @@ class Bus:
                             self._by_sub_id[self._next_sub_id] = f
                             self._next_sub_id += 1
                             if f != topic and self.connected:
+                                # frames of the old subscription still come without an id
+                                self._id_pending.add(f)
                                 self._send_subscribe(f, self._qos[f])  # same filter: replaced
             if self.connected:
                 self._send_subscribe(topic, self._qos[topic])
@@ -422,7 +470,9 @@ class Bus:
             else:
                 props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
                 props.SubscriptionIdentifier = sub_id
-                self._client.subscribe(topic, options=options, properties=props)
+                _, mid = self._client.subscribe(topic, options=options, properties=props)
+                if topic in self._id_pending and mid is not None:
+                    self._suback_wait[mid] = topic
         else:
             self._client.subscribe(topic, qos)
 
@@ -465,11 +515,19 @@ class Bus:
             done = buffered.flush()
         except OSError:
             return  # paho notices the broken socket on its next read
-        if not done:
+        if not done and buffered.fileno() >= 0:
             self._loop.add_writer(buffered.fileno(), self._write)
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any = None) -> None:
+        topic = self._suback_wait.pop(mid, None)
+        if topic is not None:
+            self._id_pending.discard(topic)
+
     def _matching(self, topic: str, without_id: bool = False) -> list[Handler]:
-        ids = self._sub_ids if without_id else {}
+        ids: dict[str, int] = {}
+        if without_id:
+            pending = self._id_pending
+            ids = {t: i for t, i in self._sub_ids.items() if t not in pending} if pending else self._sub_ids
         found = [] if topic in ids else list(self._exact.get(topic, ()))
         for pattern, hs in self._wild.items():
             if pattern not in ids and self._wild_re[pattern].match(topic):

@@ -31,8 +31,10 @@ def _ids(values: list[str] | None) -> frozenset[str]:
     return frozenset(v for group in values or [] for v in group.split(",") if v)
 
 
-def _load(path: Path, standalone: frozenset[str] = frozenset()) -> RunConfig:
-    return load_run_config(path, Registry(Contracts()), standalone=standalone)
+def _load(path: Path, standalone: frozenset[str] = frozenset()) -> tuple[RunConfig, Registry]:
+    """The validated config and the registry that validated it (with the config's own dirs)."""
+    registry = Registry(Contracts())
+    return load_run_config(path, registry, standalone=standalone), registry
 
 
 def _report(err: ConfigError | BusError) -> int:
@@ -43,7 +45,7 @@ def _report(err: ConfigError | BusError) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        cfg = _load(args.config, _ids(args.standalone))
+        cfg, _ = _load(args.config, _ids(args.standalone))
     except ConfigError as err:
         return _report(err)
     print(f"{args.config}: ok, {len(cfg.modules)} modules")
@@ -53,7 +55,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     logs.setup(args.verbose - args.quiet)
     try:
-        cfg = _load(args.config, _ids(args.standalone))
+        cfg, registry = _load(args.config, _ids(args.standalone))
     except ConfigError as err:
         return _report(err)
     unknown = sorted((_ids(args.standalone) | _ids(args.ignore)) - cfg.modules.keys())
@@ -84,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         verbosity=args.verbose - args.quiet,
         on_bus=on_bus,
     )
-    return run_manager(cfg, Registry(Contracts()), options)
+    return run_manager(cfg, registry, options)
 
 
 def cmd_modules(args: argparse.Namespace) -> int:
@@ -132,7 +134,7 @@ def _endpoint(args: argparse.Namespace) -> tuple[BrokerEndpoint, str]:
     if args.host or args.port:
         return BrokerEndpoint(host=args.host or "localhost", port=args.port or 1883), prefix or "everest"
     if args.config is not None:
-        cfg = _load(args.config)
+        cfg, _ = _load(args.config)
         ep = configured_endpoint(cfg.settings) or running_endpoint()
         if ep is not None:
             return ep, prefix or cfg.settings.mqtt_everest_prefix

@@ -70,6 +70,7 @@ _MODULE_KEYS = (
 )
 _ACCESS_FLAGS = ("allow_global_read", "allow_global_write", "allow_set_read_only")
 _MODULE_ACCESS_FLAGS = ("allow_read", "allow_write", "allow_set_read_only")
+ABSENT: Any = object()  # a key that is not in the file (unlike an explicit null)
 _TYPE_NAMES = {bool: "boolean", int: "integer", str: "string", dict: "mapping", list: "list"}
 
 
@@ -265,7 +266,8 @@ class _Checker:
         self.problems.append(f"{self.label}: {where}: {rule}")
 
     def mapping(self, where: str, value: Any) -> dict[str, Any] | None:
-        if value is None:
+        """``value`` as a mapping; ABSENT (key not given) is empty, anything else is a problem."""
+        if value is ABSENT:
             return {}
         if not isinstance(value, dict):
             self.bad(where, f"must be a mapping, not {_kind(value)}")
@@ -423,12 +425,12 @@ def validate(
     """Validate a parsed run config; raises ConfigError naming every problem."""
     chk = _Checker(label or str(path))
     chk.unknown("", raw, _TOP_KEYS)
-    settings = _settings(chk, raw.get("settings"), path.parent)
+    settings = _settings(chk, raw.get("settings", ABSENT), path.parent)
     if settings.modules_dir is not None:
         registry.modules_dirs.insert(0, settings.modules_dir)
     if "active_modules" not in raw:
         chk.bad("active_modules", "missing (a run config needs active_modules)")
-    modules_raw = chk.mapping("active_modules", raw.get("active_modules")) or {}
+    modules_raw = chk.mapping("active_modules", raw.get("active_modules", ABSENT)) or {}
 
     # Pass 1: module names and manifests.
     manifests: dict[str, Manifest | None] = {}
@@ -514,9 +516,10 @@ def _module(
                 telemetry = {"id": t["id"]}
     access = _access(chk, mid, entry.get("access")) if "access" in entry else None
     if manifest is None:
-        _mapping(chk, mid, entry.get("mapping"), None)
+        _mapping(chk, mid, entry.get("mapping", ABSENT), None)
         return None
-    mapping = _mapping(chk, mid, entry.get("mapping"), manifest.provides)
+    mapping = _mapping(chk, mid, entry.get("mapping", ABSENT), manifest.provides)
+    _interfaces_load(chk, mid, manifest, registry)
     inst = ModuleInstance(
         id=mid,
         name=manifest.name,
@@ -530,8 +533,10 @@ def _module(
     )
     if manifest.name == PROBE_MODULE:
         inst.standalone = True
-    inst.config_module = _config_values(chk, f"{mid}.config_module", entry.get("config_module"), manifest.config)
-    impls = chk.mapping(f"{mid}.config_implementation", entry.get("config_implementation")) or {}
+    inst.config_module = _config_values(
+        chk, f"{mid}.config_module", entry.get("config_module", ABSENT), manifest.config
+    )
+    impls = chk.mapping(f"{mid}.config_implementation", entry.get("config_implementation", ABSENT)) or {}
     for impl_id in impls:
         if impl_id not in manifest.provides:
             provided = ", ".join(manifest.provides) or "none"
@@ -541,10 +546,21 @@ def _module(
             )
     for impl_id, prov in manifest.provides.items():
         inst.config_impl[impl_id] = _config_values(
-            chk, f"{mid}.config_implementation.{impl_id}", impls.get(impl_id), prov.config
+            chk, f"{mid}.config_implementation.{impl_id}", impls.get(impl_id, ABSENT), prov.config
         )
-    inst.connections = _connections(chk, mid, entry.get("connections"), manifest, manifests, registry)
+    inst.connections = _connections(chk, mid, entry.get("connections", ABSENT), manifest, manifests, registry)
     return inst
+
+
+def _interfaces_load(chk: _Checker, mid: str, manifest: Manifest, registry: Registry) -> None:
+    """EVerest loads every provided and required interface while validating (pipeline step 5)."""
+    names = {p.interface for p in manifest.provides.values()} | {r.interface for r in manifest.requires.values()}
+    for name in sorted(names):
+        try:
+            registry.contracts.interface(name)
+        except ConfigError as err:
+            for issue in err.issues:
+                chk.bad(f"{mid}.module", f"{manifest.name} uses interface {name}, which cannot be loaded: {issue}")
 
 
 def _connections(
@@ -565,8 +581,8 @@ def _connections(
             known = ", ".join(manifest.requires) or "none"
             chk.bad(f"{where}.{rid}", f"{manifest.name} has no requirement '{rid}' (requirements: {known})")
     for rid, req in manifest.requires.items():
-        targets = conns.get(rid)
-        if targets is None:
+        targets = conns.get(rid, ABSENT)
+        if targets is ABSENT:
             if req.min_connections > 0:
                 chk.bad(
                     f"{where}.{rid}", f"requirement not fulfilled: needs {_range(req)} connection(s) to {req.interface}"
@@ -642,7 +658,7 @@ def _fulfillment(
 
 
 def _mapping(chk: _Checker, mid: str, raw: Any, provides: Mapping[str, Provide] | None) -> dict[str, Any] | None:
-    if raw is None:
+    if raw is ABSENT:
         return None
     where = f"{mid}.mapping"
     m = chk.mapping(where, raw)
@@ -654,7 +670,7 @@ def _mapping(chk: _Checker, mid: str, raw: Any, provides: Mapping[str, Provide] 
         tier = _tier(chk, f"{where}.module", m["module"], required=False)
         if tier is not None:
             out["module"] = tier
-    impls = chk.mapping(f"{where}.implementations", m.get("implementations")) or {}
+    impls = chk.mapping(f"{where}.implementations", m.get("implementations", ABSENT)) or {}
     out_impls = {}
     for impl_id, tier_raw in impls.items():
         if provides is not None and impl_id not in provides:
@@ -690,14 +706,14 @@ def _access(chk: _Checker, mid: str, raw: Any) -> dict[str, Any] | None:
     if a is None:
         return None
     chk.unknown(where, a, ("config",))
-    c = chk.mapping(f"{where}.config", a.get("config"))
+    c = chk.mapping(f"{where}.config", a.get("config", ABSENT))
     if c is None:
         return None
     chk.unknown(f"{where}.config", c, (*_ACCESS_FLAGS, "modules"))
     for flag in _ACCESS_FLAGS:
         if flag in c:
             chk.scalar(f"{where}.config.{flag}", c[flag], bool)
-    mods = chk.mapping(f"{where}.config.modules", c.get("modules")) or {}
+    mods = chk.mapping(f"{where}.config.modules", c.get("modules", ABSENT)) or {}
     for other, flags in mods.items():
         fw = f"{where}.config.modules.{other}"
         f = chk.mapping(fw, flags)

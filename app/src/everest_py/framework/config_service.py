@@ -11,7 +11,6 @@ may always read and write its own config; others need the config's ``access`` gr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -88,10 +87,13 @@ class ConfigService:
     # -- requests ------------------------------------------------------------------------------
     def _on_request(self, topic: str, payload: bytes) -> None:
         try:
-            msg = json.loads(payload)
+            msg = wire.loads(payload)
             data = msg["data"]
             origin = data["origin"]
         except (ValueError, KeyError, TypeError):
+            log.warning("dropped an unusable config request")
+            return
+        if not isinstance(data, dict):
             log.warning("dropped an unusable config request")
             return
         if not isinstance(origin, str) or not origin or any(c in origin for c in "/+#"):
@@ -104,6 +106,9 @@ class ConfigService:
             status, info = "Error", str(err.args[0])
         except PermissionError as err:
             status, info = "AccessDenied", str(err)
+        except (AttributeError, TypeError, ValueError) as err:  # a request of the wrong shape
+            log.warning("config request from %s is malformed: %s", origin, err)
+            status, info = "Error", f"malformed request: {err}"
         reply: dict[str, Any] = {"status": status, "status_info": info, "type": data.get("type", "Get")}
         if response is not None:
             reply["response"] = response
@@ -112,7 +117,7 @@ class ConfigService:
     def _grants(self, origin: str, target: str) -> dict[str, bool]:
         me = self.config.modules.get(origin)
         access = ((me.access or {}) if me else {}).get("config", {})
-        per_module = access.get("modules", {}).get(target, {})
+        per_module = (access.get("modules") or {}).get(target) or {}
         own = origin == target
         return {
             "read": own or bool(access.get("allow_global_read") or per_module.get("allow_read")),
@@ -125,7 +130,9 @@ class ConfigService:
 
     def _target(self, request: dict[str, Any]) -> tuple[ModuleInstance, str, str, ConfigEntry]:
         ident = request.get("identifier") or {}
-        target = self.config.modules.get(ident.get("module_id", ""))
+        if not isinstance(ident, dict) or not isinstance(ident.get("module_id"), str):
+            raise LookupError("the request names no module_id")
+        target = self.config.modules.get(ident["module_id"])
         if target is None:
             raise LookupError(f"module id '{ident.get('module_id')}' is not in the run config")
         impl = ident.get("module_implementation_id") or "!module"
@@ -153,7 +160,11 @@ class ConfigService:
         except (Rejected, SchemaProblem, ValueError) as err:
             log.warning("config set from %s rejected: %s", origin, err)
             return {"type": "Set", "status": "Rejected", "status_info": str(err)}
-        self._write_overlay(target.id, impl, name, value)
+        try:
+            self._write_overlay(target.id, impl, name, value)
+        except (OSError, yaml.YAMLError) as err:
+            log.error("config set from %s could not be written: %s", origin, err)
+            return {"type": "Set", "status": "Rejected", "status_info": f"cannot write the overlay: {err}"}
         log.info("%s set %s.%s = %r in the user-config overlay (after a restart)", origin, target.id, name, value)
         return {"type": "Set", "status": "RebootRequired"}
 
@@ -170,14 +181,19 @@ class ConfigService:
         path.parent.mkdir(parents=True, exist_ok=True)
         # write-then-rename: a crash leaves the old or the new overlay, never half of one
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(data, f, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                yaml.safe_dump(data, f, sort_keys=False)
+                f.flush()
+                os.fsync(f.fileno())
+            Path(tmp).replace(path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def _answer(self, origin: str, data: dict[str, Any]) -> dict[str, Any]:
         request = data.get("request") or {}
+        if not isinstance(request, dict):
+            raise LookupError("the request is not an object")
         kind = request.get("type")
         if data.get("type") == "Set":
             return self._set(origin, request)
@@ -188,10 +204,17 @@ class ConfigService:
                 raise LookupError(f"module id '{origin}' is not in the run config")
             return {"type": "Module", "data": self.module_response(inst)}
         if kind == "All":
-            return {
-                "type": "All",
-                "data": {mid: m.configuration_parameters() for mid, m in mods.items() if self._readable(origin, mid)},
-            }
+            out: dict[str, Any] = {}
+            for mid, m in mods.items():
+                grants = self._grants(origin, mid)
+                if grants["read"]:
+                    out[mid] = m.configuration_parameters()
+                    if grants["read_only"]:  # EVerest: settable read-only entries show as ReadWrite
+                        for params in out[mid].values():
+                            for p in params:
+                                if p["characteristics"]["mutability"] == "ReadOnly":
+                                    p["characteristics"]["mutability"] = "ReadWrite"
+            return {"type": "All", "data": out}
         if kind == "AllMappings":
             return {"type": "AllMappings", "data": {mid: m.mapping for mid, m in mods.items()}}
         if kind == "Value":

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
-import json
 import logging
 import os
 import signal
@@ -22,7 +20,7 @@ from typing import Any
 
 from everest_py.errors import BusError, ConfigError
 from everest_py.framework import wire
-from everest_py.framework.broker import Mosquitto, configured_endpoint, runtime_dir
+from everest_py.framework.broker import Mosquitto, configured_endpoint, runtime_dir, set_pdeathsig
 from everest_py.framework.bus import BrokerEndpoint, Bus
 from everest_py.framework.config import RunConfig
 from everest_py.framework.config_service import ConfigService
@@ -49,11 +47,6 @@ class RunOptions:
     on_bus: Callable[[Bus, wire.Topics], None] | None = field(default=None, repr=False)
 
 
-def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: die with the manager
-
-
 class Manager:
     """Runs one validated run config until it is stopped or something fails."""
 
@@ -66,6 +59,7 @@ class Manager:
         self._stop = asyncio.Event()
         self._children: dict[str, asyncio.subprocess.Process] = {}
         self.host: Host | None = None
+        self._stopping = False
         self.broker: Mosquitto | None = None
         self.global_ready = asyncio.Event()
 
@@ -129,7 +123,7 @@ class Manager:
         def on_ready(topic: str, payload: bytes) -> None:
             mid = topic[len(self.topics.prefix) + len("modules/") : -len("/ready")]
             try:
-                ok = json.loads(payload).get("data") is True
+                ok = wire.loads(payload).get("data") is True
             except (ValueError, AttributeError):
                 ok = False
             if not ok or mid not in waiting or mid in ready_seen:
@@ -156,6 +150,8 @@ class Manager:
         supervisors = [loop.create_task(self._supervise(mid, endpoint)) for mid in isolated]
         starters = [host.spawn(host.add(mid), "start", mid) for mid in inproc]
         watchdog = loop.create_task(_watchdog())
+        if self.broker is not None:
+            supervisors.append(loop.create_task(self._watch_broker(self.broker, host)))
         try:
             stop_wait: asyncio.Task[Any] = loop.create_task(self._stop.wait())
             fail_wait: asyncio.Task[Any] = loop.create_task(host.failed.wait())
@@ -167,11 +163,12 @@ class Manager:
                 t.cancel()
             watchdog.cancel()
             failed = host.failure is not None
+            self._stopping = True
             host.safe_state()
-            await self._stop_children()
+            await host.stop()  # in-process modules first: their shutdown may still call isolated ones
             for t in supervisors:
                 t.cancel()
-            await host.stop()
+            await self._stop_children()
             if not self.options.retain_topics:
                 service.clear_retained()
             await bus.close()
@@ -182,6 +179,11 @@ class Manager:
             return 1
         log.info("stopped")
         return 0
+
+    async def _watch_broker(self, broker: Mosquitto, host: Host) -> None:
+        code = await broker.wait()
+        if not self._stopping:
+            host.fail(f"the MQTT broker (mosquitto) exited with status {code}")
 
     def _fail(self, host: Host | None, err: BaseException) -> None:
         if host is not None:
@@ -213,14 +215,19 @@ class Manager:
         return env
 
     async def _supervise(self, mid: str, endpoint: BrokerEndpoint) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "everest_py.framework.child",
-            env=self._child_env(mid, endpoint),
-            stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=_set_pdeathsig,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "everest_py.framework.child",
+                env=self._child_env(mid, endpoint),
+                stdin=asyncio.subprocess.DEVNULL,
+                preexec_fn=set_pdeathsig,
+            )
+        except OSError as err:
+            if self.host is not None:
+                self.host.fail(f"cannot start isolated module {mid}: {err}")
+            return
         self._children[mid] = proc
         code = await proc.wait()
         if not self._stop.is_set() and self.host is not None:
@@ -255,6 +262,8 @@ class Manager:
             return
         try:
             os.write(fd, f"{line}\n".encode())
+        except OSError as err:  # a reader that went away, a full FIFO: not our problem
+            log.warning("cannot write status to %s: %s", path, err.strerror)
         finally:
             os.close(fd)
 

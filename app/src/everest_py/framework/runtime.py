@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import logging
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 CONFIG_TIMEOUT_S = 5.0
 CMD_TIMEOUT_S = 300.0
 SWEEP_S = 0.25
+SHUTDOWN_S = 2.0
 _NO_ARGS: dict[str, Any] = {}
 
 
@@ -46,6 +47,32 @@ class ModuleLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         kwargs.setdefault("extra", {})["module_id"] = self.extra["module_id"] if self.extra else "-"
         return msg, kwargs
+
+
+class Serial:
+    """Runs coroutines one after another in the order given (EVerest: one message per topic)."""
+
+    def __init__(self, host: Host, name: str, module_id: str) -> None:
+        self._host = host
+        self._name = name
+        self._module_id = module_id
+        self._queue: deque[Coroutine[Any, Any, Any]] = deque()
+        self._running = False
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self._queue.append(coro)
+        if not self._running:
+            self._running = True
+            self._host.spawn(self._drain(), self._name, self._module_id)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                await self._queue.popleft()
+        finally:
+            self._running = False
+            while self._queue:  # stopped or failed: the rest never runs
+                self._queue.popleft().close()
 
 
 class Host:
@@ -79,11 +106,15 @@ class Host:
         self.failure: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._safe_done = False
+        self.stopping = False
 
     def expect(self, call_id: str, timeout_s: float, what: str) -> asyncio.Future[Any]:
         """A future for the result of call ``call_id``; it fails with CmdTimeout after ``timeout_s``."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
+        if self.stopping:
+            fut.set_exception(CommandError(wire.SHUTDOWN, f"{what}: the stack is stopping"))
+            return fut
         self.pending[call_id] = fut
         self._deadlines[call_id] = (loop.time() + timeout_s, what)
         if self._sweeper is None or self._sweeper.when() > loop.time() + timeout_s:
@@ -151,18 +182,21 @@ class Host:
         return rt
 
     async def stop(self) -> None:
-        """Orderly stop: safe state, cancel work, let modules release their resources."""
+        """Orderly stop: safe state, no more calls, cancel work, let modules release resources."""
+        self.stopping = True
         self.safe_state()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
-        for rt in self.runtimes.values():
-            await rt.shutdown()
         for fut in self.pending.values():
             if not fut.done():
                 fut.set_exception(CommandError(wire.SHUTDOWN, "the stack is stopping"))
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=SHUTDOWN_S)
+        for rt in self.runtimes.values():
+            try:
+                await asyncio.wait_for(rt.shutdown(), SHUTDOWN_S)
+            except TimeoutError:
+                rt.log.error("shutdown did not finish within %.0f s", SHUTDOWN_S)
 
 
 class ModuleRuntime:
@@ -192,7 +226,7 @@ class ModuleRuntime:
             def on_response(topic: str, payload: bytes, fut: asyncio.Future[dict[str, Any]] = fut) -> None:
                 if not fut.done():
                     with contextlib.suppress(ValueError):
-                        fut.set_result(json.loads(payload))
+                        fut.set_result(wire.loads(payload))
 
             undo = self.bus.subscribe(self.topics.config_response(self.id), on_response)
             request = {"type": "Get", "origin": self.id, "request": {"type": "Module"}}
@@ -302,7 +336,13 @@ class ModuleRuntime:
             data: dict[str, Any] = {"id": call_id, "retval": retval, "origin": self.id}
             if error is not None:
                 data["error"] = error
-            payload = wire.envelope(wire.CMD_RESULT, {"type": "result", "data": data})
+            try:
+                payload = wire.envelope(wire.CMD_RESULT, {"type": "result", "data": data})
+            except TypeError as err:
+                self.log.error("the result of %s is not JSON data: %s", cmd.name, err)
+                data = {"id": call_id, "retval": None, "origin": self.id}
+                data["error"] = wire.error_result(wire.HANDLER_EXCEPTION, f"the result is not JSON data: {err}")
+                payload = wire.envelope(wire.CMD_RESULT, {"type": "result", "data": data})
             self.bus.publish(f"{topic}/response/{origin}", payload)
 
         def finish(origin: str, call_id: Any, result: Any) -> None:
@@ -327,9 +367,11 @@ class ModuleRuntime:
                 return
             finish(origin, call_id, result)
 
+        serial = Serial(self.host, cmd.name, self.id)
+
         def on_call(topic_: str, payload: bytes) -> None:
             try:
-                msg = json.loads(payload)
+                msg = wire.loads(payload)
             except ValueError:
                 self.log.warning("dropped a call on %s: payload is not JSON", topic_)
                 return
@@ -368,7 +410,7 @@ class ModuleRuntime:
                 respond(origin, call_id, None, wire.error_result(wire.SCHEMA_VALIDATION_ERROR, problem))
                 return
             if is_async:
-                self.host.spawn(run_async(origin, call_id, args), cmd.name, self.id)
+                serial.submit(run_async(origin, call_id, args))
                 return
             try:
                 result = handler(**args)
@@ -382,7 +424,7 @@ class ModuleRuntime:
     # -- lifecycle ------------------------------------------------------------------------------
     def _on_global_ready(self, topic: str, payload: bytes) -> None:
         try:
-            msg = json.loads(payload)
+            msg = wire.loads(payload)
         except ValueError:
             return
         if not isinstance(msg, dict) or msg.get("data") is not True:
@@ -416,20 +458,22 @@ class ModuleRuntime:
     # -- calls ------------------------------------------------------------------------------------
     def _on_result(self, topic: str, payload: bytes) -> None:
         try:
-            msg = json.loads(payload)
+            msg = wire.loads(payload)
             data = msg["data"]["data"]
             call_id = data["id"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, IndexError):
             self.log.warning("dropped an unusable command result on %s", topic)
             return
         fut = self.host.pending.get(call_id) if isinstance(call_id, str) else None
         if fut is None or fut.done():
             return
         error = data.get("error")
-        if error is not None:
+        if isinstance(error, dict):
             fut.set_exception(
                 CommandError(str(error.get(wire.ERROR_TYPE_KEY, "")), str(error.get(wire.ERROR_MSG_KEY, "")))
             )
+        elif error is not None:
+            fut.set_exception(CommandError(wire.MESSAGE_PARSING_ERROR, f"unusable error result: {error!r}"))
         else:
             fut.set_result(data.get("retval"))
 
@@ -491,9 +535,11 @@ class ModuleRuntime:
             else None
         )
 
+        serial = Serial(self.host, f"var {var}", self.id)
+
         def on_var(topic: str, payload: bytes) -> None:
             try:
-                value = json.loads(payload)["data"]["data"]
+                value = wire.loads(payload)["data"]["data"]
             except (ValueError, KeyError, TypeError):
                 self.log.warning("dropped an unusable value on %s", topic)
                 return
@@ -505,7 +551,7 @@ class ModuleRuntime:
                     return
             result = callback(value)
             if inspect.isawaitable(result):
-                self.host.spawn(_await(result), f"var {var}", self.id)
+                serial.submit(_await(result))
 
         return self.bus.subscribe(self.topics.var(conn.module_id, conn.impl_id, var), on_var)
 
@@ -561,7 +607,7 @@ class ModuleRuntime:
     @staticmethod
     def _decode_error(payload: bytes) -> tuple[str, dict[str, Any]] | None:
         try:
-            msg = json.loads(payload)
+            msg = wire.loads(payload)
             kind, error = msg["msg_type"], msg["data"]
         except (ValueError, KeyError, TypeError):
             return None

@@ -74,7 +74,10 @@ def printer(prefix: str, out: TextIO = sys.stdout, width: int = 110) -> Callable
     """A bus handler that prints each frame as one timestamped line."""
 
     def on_message(topic: str, payload: bytes) -> None:
-        line = describe(prefix, topic, payload, width)
+        try:
+            line = describe(prefix, topic, payload, width)
+        except (AttributeError, TypeError, ValueError, KeyError):  # any frame from anyone: never fatal
+            line = f"??   {topic} (unexpected shape) {payload[:80]!r}"
         if line is None:
             return
         now = time.time()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -96,14 +97,41 @@ class Topics:
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null, as EVerest's JSON library writes them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _encode(value: Any) -> str:
+    try:
+        return _dumps(value)
+    except ValueError:  # a NaN or infinity somewhere: rare, so only then walk the value
+        return _dumps(_finite(value))
+
+
 def dumps(value: Any) -> bytes:
     """Compact JSON as EVerest sends it."""
-    return _dumps(value).encode()
+    return _encode(value).encode()
 
 
 def envelope(msg_type: str, data: Any) -> bytes:
-    """Encode ``{"msg_type": ..., "data": ...}``."""
-    return _dumps({"msg_type": msg_type, "data": data}).encode()
+    """Encode ``{"msg_type": ..., "data": ...}``; TypeError if ``data`` is not JSON data."""
+    return _encode({"msg_type": msg_type, "data": data}).encode()
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(payload: bytes | str) -> Any:
+    """Parse strict JSON: NaN and Infinity are refused, as by EVerest's parser."""
+    return json.loads(payload, parse_constant=_no_constant)
 
 
 def error_result(error_type: str, message: str) -> dict[str, str]:
