@@ -88,5 +88,6 @@ def test_round_trips(make_stack, broker, tmp_path, isolate, protocol, qos):
 
     asyncio.run(scenario())
     assert stack.stop() == 0, stack.log()
+    assert "[board] enable True" in stack.log()  # module-internal loggers name the module
     # safe_state runs on start and on stop
     assert len(safe.read_text().splitlines()) == 2

@@ -4,9 +4,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import sys
+
+# The module on whose behalf the current code runs (set by the runtime around module code), so
+# that records of loggers inside a module's own files name the module too.
+current_module: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_module", default=None)
 
 
 class _ModuleIdFilter(logging.Filter):
@@ -16,7 +21,7 @@ class _ModuleIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "module_id"):
-            record.module_id = self.default
+            record.module_id = current_module.get() or self.default
         return True
 
 

@@ -185,6 +185,9 @@ class Requirement(Sequence[Connection]):
     def call(self) -> _CallProxy:
         return self._first().call
 
+    async def call_cmd(self, name: str, args: Mapping[str, Any] | None = None, timeout_s: float | None = None) -> Json:
+        return await self._first().call_cmd(name, args, timeout_s)
+
     def subscribe(self, var: str, callback: VarCallback) -> Callable[[], None]:
         return self._first().subscribe(var, callback)
 

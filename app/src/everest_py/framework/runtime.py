@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 from collections import deque
@@ -17,7 +18,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from everest_py.errors import BusError, CommandError, ConfigError
-from everest_py.framework import wire
+from everest_py.framework import logs, wire
 from everest_py.framework.bus import Bus
 from everest_py.framework.contracts import CmdDef, InterfaceDef
 from everest_py.framework.module import (
@@ -141,7 +142,9 @@ class Host:
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str, module_id: str) -> asyncio.Task[Any]:
         """Run ``coro``; an exception escaping it stops the stack."""
-        task = asyncio.get_running_loop().create_task(coro, name=f"{module_id}:{name}")
+        context = contextvars.copy_context()
+        context.run(logs.current_module.set, module_id)  # the task's log records name the module
+        task = asyncio.get_running_loop().create_task(coro, name=f"{module_id}:{name}", context=context)
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._task_done(t, module_id))
         return task
@@ -217,6 +220,21 @@ class ModuleRuntime:
         self.config_module: dict[str, Any] = {}
         self.config_impl: dict[str, dict[str, Any]] = {}
 
+    def _subscribe(
+        self, topic: str, handler: Callable[[str, bytes], None], qos: int | None = None
+    ) -> Callable[[], None]:
+        """Subscribe a handler that runs module code: log records carry this module's id."""
+        module_id = self.id
+
+        def as_module(t: str, payload: bytes) -> None:
+            token = logs.current_module.set(module_id)
+            try:
+                handler(t, payload)
+            finally:
+                logs.current_module.reset(token)
+
+        return self.bus.subscribe(topic, as_module, qos)
+
     # -- start-up ---------------------------------------------------------------------------
     async def _request_config(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -281,8 +299,8 @@ class ModuleRuntime:
                 for conn in req:
                     self._subscribe_requirement_errors(conn)
         if manifest.enable_global_errors:
-            self.bus.subscribe(self.topics.all_errors, self._on_global_error)
-        self.bus.subscribe(self.topics.global_ready, self._on_global_ready)
+            self._subscribe(self.topics.all_errors, self._on_global_error)
+        self._subscribe(self.topics.global_ready, self._on_global_ready)
         metadata = {
             "module": self.name,
             "provides": {i: {"interface": p.interface} for i, p in manifest.provides.items()},
@@ -419,7 +437,7 @@ class ModuleRuntime:
                 return
             finish(origin, call_id, result)
 
-        self.bus.subscribe(topic, on_call)
+        self._subscribe(topic, on_call)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _on_global_ready(self, topic: str, payload: bytes) -> None:
@@ -498,7 +516,7 @@ class ModuleRuntime:
         response = f"{topic}/response/{self.id}"
         if response not in self._responses:
             self._responses.add(response)
-            self.bus.subscribe(response, self._on_result)
+            self._subscribe(response, self._on_result)
         call_id = wire.new_id()
         fut = self.host.expect(call_id, timeout_s or CMD_TIMEOUT_S, f"{conn.module_id}.{conn.impl_id}.{name}")
         self.bus.publish(topic, wire.envelope(wire.CMD, {"id": call_id, "args": args, "origin": self.id}))
@@ -553,7 +571,7 @@ class ModuleRuntime:
             if inspect.isawaitable(result):
                 serial.submit(_await(result))
 
-        return self.bus.subscribe(self.topics.var(conn.module_id, conn.impl_id, var), on_var)
+        return self._subscribe(self.topics.var(conn.module_id, conn.impl_id, var), on_var)
 
     # -- errors -----------------------------------------------------------------------------------
     def raise_error(self, impl_id: str, error_type: str, sub_type: str, message: str, severity: str) -> bool:
@@ -640,7 +658,7 @@ class ModuleRuntime:
                 if wanted is None or wanted == etype:
                     (on_raise if kind == wire.RAISE_ERROR else on_clear)(error)
 
-        self.bus.subscribe(f"{self.topics.impl(conn.module_id, conn.impl_id)}/error/#", on_error)
+        self._subscribe(f"{self.topics.impl(conn.module_id, conn.impl_id)}/error/#", on_error)
 
     def subscribe_global_errors(self, on_raise: ErrorCallback, on_clear: ErrorCallback) -> None:
         if not self.manifest.enable_global_errors:
@@ -680,7 +698,7 @@ class ModuleRuntime:
         def on_message(full_topic: str, payload: bytes) -> None:
             callback(full_topic.removeprefix(prefix), payload.decode(errors="replace"))
 
-        return self.bus.subscribe(prefix + topic, on_message, qos=0)
+        return self._subscribe(prefix + topic, on_message, qos=0)
 
     def telemetry_publish(self, category: str, subcategory: str, type_: str, data: Mapping[str, Any]) -> None:
         tid = self.info.telemetry_id

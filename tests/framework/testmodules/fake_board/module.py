@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from everest_py.framework.module import Module, command
 
 DIODE = "evse_board_support/DiodeFault"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class FakeBoard(Module):
 
     @command("board_support")
     def enable(self, value: bool) -> None:
+        # a plain module-level logger: the framework still puts this module's id on the line
+        log.info("enable %s", value)
         self.publish("board_support", "event", {"event": "B" if value else "A"})
 
     @command("board_support")
