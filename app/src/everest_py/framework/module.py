@@ -131,13 +131,21 @@ class Connection:
     """One connection of a requirement to ``module_id.impl_id``."""
 
     def __init__(
-        self, runtime: ModuleRuntime, requirement_id: str, module_id: str, impl_id: str, interface: str
+        self,
+        runtime: ModuleRuntime,
+        requirement_id: str,
+        module_id: str,
+        impl_id: str,
+        interface: str,
+        mapping: Mapping[str, int] | None = None,
     ) -> None:
         self._rt = runtime
         self.requirement_id = requirement_id
         self.module_id = module_id
         self.impl_id = impl_id
         self.interface = interface
+        # the 3-tier mapping ({"evse": n[, "connector": m]}) of the connected implementation, if any
+        self.mapping = mapping
         self.call = _CallProxy(self)
         self.errors: dict[tuple[str, str], dict[str, Any]] = {}
         self.error_callbacks: list[tuple[str | None, ErrorCallback, ErrorCallback]] = []

@@ -282,10 +282,24 @@ class ModuleRuntime:
         self.info = ModuleInfo(self.id, self.name, mapping, telemetry.get("id") if telemetry else None)
         contracts = self.host.contracts
         self._impl_ifaces = {i: contracts.interface(p.interface) for i, p in manifest.provides.items()}
+        mappings = response.get("mappings") or {}
+
+        def tier(module_id: str, impl_id: str) -> dict[str, int] | None:
+            m = mappings.get(module_id) or {}
+            found = (m.get("implementations") or {}).get(impl_id) or m.get("module")
+            return dict(found) if isinstance(found, dict) else None
+
         reqs: dict[str, Requirement] = {}
         for rid in manifest.requires:
             conns = [
-                Connection(self, rid, c["module_id"], c["implementation_id"], manifest.requires[rid].interface)
+                Connection(
+                    self,
+                    rid,
+                    c["module_id"],
+                    c["implementation_id"],
+                    manifest.requires[rid].interface,
+                    tier(c["module_id"], c["implementation_id"]),
+                )
                 for c in mc.get("connections", {}).get(rid, [])
             ]
             reqs[rid] = Requirement(rid, conns)
