@@ -1,0 +1,3 @@
+# SPDX-License-Identifier: Apache-2.0
+# Copyright contributors to everest-py
+"""Whole-station scenarios against real peers."""
