@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # Copyright contributors to everest-py
-"""Memory and time to global ready of config/sil-framework.yaml: one host process vs --isolate.
+"""Memory and time to global ready of a run config: one host process vs --isolate.
 
 Memory is RSS and PSS (shared pages split fairly) of the manager and its module processes after
 global ready; the broker is not counted. Time is from starting `everest-py run` until the status
 line ALL_MODULES_STARTED, median of several runs.
-Run: .venv/bin/python benchmarks/bench_startup_memory.py [RUNS]
+Run: .venv/bin/python benchmarks/bench_startup_memory.py [RUNS] [CONFIG] (default config/sil-framework.yaml)
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from pathlib import Path
 import yaml
 
 from _common import REPO, children, memory_kb
-from everest_py.testing import Broker, Stack, write_config
+from everest_py.testing import Broker, Stack, free_port, write_config
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+CONFIG = sys.argv[2] if len(sys.argv) > 2 else "config/sil-framework.yaml"
 
 
-def prepared_config(d: Path, broker: Broker) -> Path:
-    """config/sil-framework.yaml with its relative paths made absolute (data into d)."""
-    raw = yaml.safe_load((REPO / "config" / "sil-framework.yaml").read_text())
+def prepared_config(d: Path, broker: Broker, config: str = "config/sil-framework.yaml") -> Path:
+    """A config of the repository with its relative paths made absolute (data into d)."""
+    raw = yaml.safe_load((REPO / config).read_text())
     for entry in raw["active_modules"].values():
         for section in [entry.get("config_module") or {}, *(entry.get("config_implementation") or {}).values()]:
             for key, value in section.items():
@@ -34,7 +35,9 @@ def prepared_config(d: Path, broker: Broker) -> Path:
                     section[key] = str(d / value.removeprefix(".run/"))
                 elif isinstance(value, str) and value.startswith("config/"):
                     section[key] = str(REPO / value)
-    path = d / "sil-framework.yaml"
+    if "rpc_api" in raw["active_modules"]:
+        raw["active_modules"]["rpc_api"].setdefault("config_module", {})["websocket_port"] = free_port()
+    path = d / Path(config).name
     write_config(path, raw, broker, validate_schema=False)
     return path
 
@@ -58,14 +61,14 @@ def main() -> None:
     broker = Broker().start()
     d = Path(tempfile.mkdtemp(prefix="bench-mem-"))
     try:
-        config = prepared_config(d, broker)
+        config = prepared_config(d, broker, CONFIG)
         results = {}
         for name, args in (("one host", ()), ("--isolate", ("--isolate",))):
             runs = [measure(config, *args) for _ in range(RUNS)]
             results[name] = runs
     finally:
         broker.stop()
-    print(f"config/sil-framework.yaml (7 modules), {RUNS} runs each, medians")
+    print(f"{CONFIG}, {RUNS} runs each, medians")
     print(f"{'':10} {'processes':>9} {'RSS MB':>8} {'PSS MB':>8} {'to ready s':>11}")
     med = {}
     for name, runs in results.items():
