@@ -20,7 +20,9 @@ A scenario is data (see scenarios.yaml):
       events: [SessionStarted, ..., SessionFinished]   # in this order (others may come between)
       absent: [ChargingStarted]
       min_energy_Wh: 1
-      finished_reason: EVDisconnected
+      finished_reason: EVDisconnected                  # of the last TransactionFinished
+      powerloss_finished: true                         # some TransactionFinished has reason PowerLoss
+      session_logs_min: 2                              # session logs written (a killed one stays "incomplete-")
       errors: [ac_rcd/DC]                              # raised by some module during the run
 """
 
@@ -225,5 +227,13 @@ def check(station: Station, expect: dict[str, Any]) -> None:
     if "finished_reason" in expect:
         finished = [e for e in station.events if e.get("event") == "TransactionFinished"]
         assert finished and finished[-1]["transaction_finished"].get("reason") == expect["finished_reason"], finished
+    if expect.get("powerloss_finished"):
+        reasons = [
+            e["transaction_finished"].get("reason") for e in station.events if e.get("event") == "TransactionFinished"
+        ]
+        assert "PowerLoss" in reasons, reasons
+    if "session_logs_min" in expect:
+        logs = [p for p in (station.tmp / "sessions").rglob("*eventlog.jsonl") if p.stat().st_size > 0]
+        assert len(logs) >= expect["session_logs_min"], logs
     for error in expect.get("errors", []):
         assert error in station.errors, f"{error} not raised; raised: {station.errors}"
