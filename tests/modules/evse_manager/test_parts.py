@@ -292,3 +292,12 @@ def test_signalled_current(contracts: Contracts) -> None:
     assert h.charger.signalled_current() == 16.0
     h.charger.pause_charging()
     assert h.charger.signalled_current() == 0.0, "PWM off: nothing may be drawn"
+
+
+def test_a_power_limit_follows_a_phase_switch() -> None:
+    e, _, _ = energy()
+    e.set_phases_available(1)
+    assert e.enforce(enforced(total_power_W=7360.0, ac_max_current_A=32.0))
+    assert e.limit_A == 32.0  # 7360 W on one phase at 230 V
+    e.phases_available = 3  # switched to three phases: the same power, a third of the current
+    assert abs(e.limit_A - 7360.0 / 690.0) < 1e-9

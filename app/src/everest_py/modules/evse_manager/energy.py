@@ -60,7 +60,9 @@ class Energy:
         self.phases_available: int | None = None  # the BSP's ac_nr_of_phases_available
         self.pp_ampacity: float | None = None
         self.enforced: dict[str, Any] | None = None
-        self.limit_A = 0.0  # the valid enforced limit; 0 when none or expired
+        # the valid enforced limit as given (A and/or W); none when absent or expired
+        self._limit_ampere: float | None = 0.0
+        self._limit_watt: float | None = None
         self.phase_limit: int | None = None
         self._expiry = Timer(clock, self._expired)
 
@@ -92,20 +94,28 @@ class Energy:
         root = limits.get("limits_root_side") or {}
         phase_limit = _number(root.get("ac_max_phase_count"))
         self.phase_limit = int(phase_limit) if phase_limit is not None and phase_limit >= 1 else None
-        ampere = _number(root.get("ac_max_current_A"))
-        watt = _number(root.get("total_power_W"))
-        candidates = [a for a in (ampere,) if a is not None]
-        if watt is not None:
-            candidates.append(watt / (self.nominal_voltage * self.active_phases))
-        limit = min(candidates) if candidates else 0.0
-        self.limit_A = max(0.0, limit)  # negative values mean export, which basic AC cannot do
+        self._limit_ampere = _number(root.get("ac_max_current_A"))
+        self._limit_watt = _number(root.get("total_power_W"))
         self._expiry.start(float(valid_for))
         self.on_change()
         return True
 
     def _expired(self) -> None:
-        self.limit_A = 0.0
+        self._limit_ampere, self._limit_watt = 0.0, None
         self.on_change()
+
+    @property
+    def limit_A(self) -> float:
+        """The enforced limit in ampere per phase, for the phases active now.
+
+        A power limit is converted with the current phase count every time, so a 1→3 phase
+        switch cannot triple the power.
+        """
+        candidates = [self._limit_ampere] if self._limit_ampere is not None else []
+        if self._limit_watt is not None:
+            candidates.append(self._limit_watt / (self.nominal_voltage * self.active_phases))
+        limit = min(candidates) if candidates else 0.0
+        return max(0.0, limit)  # negative values mean export, which basic AC cannot do
 
     # -- derived values ---------------------------------------------------------------------------
     @property
