@@ -540,3 +540,17 @@ def test_simplified_mode_car(h: Harness) -> None:
     h.authorize()
     assert h.new_kinds() == ["Authorized", "TransactionStarted", "PrepareCharging", "ChargingStarted"]
     assert h.board.take() == [("pwm_on", DUTY_16A), ("allow_power_on", True)]
+
+
+def test_f_then_c_without_an_error_charges_again() -> None:
+    h = Harness().start()
+    h.charging()
+    h.board.take()
+    h.cp("F")  # the board reports F (a pilot fault), no error raised: power off at once
+    assert h.board.power() == [False]
+    h.cp("C")
+    h.advance(30)
+    calls = h.board.take()
+    assert any(name == "pwm_on" for name, _ in calls), calls  # the duty cycle is sent again
+    assert ("allow_power_on", True) in calls, calls  # and power comes back
+    assert h.charger.state is State.CHARGING

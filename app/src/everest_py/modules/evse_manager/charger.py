@@ -201,6 +201,11 @@ class Charger:
                 self.state = State.STOPPING_CHARGING
             elif s not in (State.STOPPING_CHARGING, State.FINISHED, State.IDLE, State.DISABLED):
                 self.state = State.FINISHED
+        elif event is CPEvent.EF_TO_BCD and s is State.CHARGING:
+            # back from F without an error: the board dropped PWM and power when it saw F, so both
+            # are asked for again (power still closes only in C with PWM, see iec.py)
+            self.pwm.percent = None
+            self.iec.allow_power_on(True, REASON_FULL_POWER)
         elif event is CPEvent.BCD_TO_E and s is State.CHARGING:
             self.ev_in_c = False
             self.state = State.STOPPING_CHARGING
