@@ -554,3 +554,19 @@ def test_f_then_c_without_an_error_charges_again() -> None:
     assert any(name == "pwm_on" for name, _ in calls), calls  # the duty cycle is sent again
     assert ("allow_power_on", True) in calls, calls  # and power comes back
     assert h.charger.state is State.CHARGING
+
+
+def test_inoperative_during_the_legacy_wakeup_offers_no_pwm() -> None:
+    h = Harness().start()
+    h.limits(16.0, valid_for=3600)
+    h.cp("B")
+    h.authorize()
+    assert h.charger.state is State.PREPARE_CHARGING
+    h.advance(30.01)  # the car stays in B: legacy wake-up through E/F
+    assert h.charger.state is State.T_STEP_EF
+    h.board.take()
+    h.charger.set_inoperative(True)
+    h.advance(5)
+    calls = h.board.take()
+    assert not any(name == "pwm_on" and value < 100 for name, value in calls), calls
+    assert h.charger.state is State.CHARGING_PAUSED_EVSE

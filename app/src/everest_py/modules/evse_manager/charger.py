@@ -557,10 +557,16 @@ class Charger:
             self._state_timer.start(float(self.config.switch_3ph1ph_delay_s))
 
     def _return_from_t_step(self) -> None:
+        if self._pause_reasons():
+            # paused (error, no energy, user) during the wake-up: no PWM offered; the pause decides
+            self.pwm.off()
+            self.state = State.CHARGING_PAUSED_EVSE
+            return
         if self._return_ampere is None:
             self.pwm.off()
         else:
-            self.pwm.set(self._return_ampere)
+            # the limit may have changed during the wake-up: never offer more than it allows now
+            self.pwm.set(min(self._return_ampere, self.energy.current_limit()))
         self.state = self._return_state
 
     def _state_timeout(self) -> None:
