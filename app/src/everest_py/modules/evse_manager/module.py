@@ -244,8 +244,8 @@ class EvseManager(Module):
         self.log.warning("%s", message)
         self.session_log.write("error", message)
         if self.tracker.raise_own(OVER_CURRENT, message):
+            self._sync_inoperative()  # power off first
             self.errors("evse").raise_error(OVER_CURRENT, "", message, "High")
-            self._sync_inoperative()
 
     def clear_over_current(self) -> None:
         """Cleared when the session ends (as EVerest clears it on unplug)."""
@@ -276,12 +276,13 @@ class EvseManager(Module):
     def _sync_inoperative(self) -> None:
         if not self.live:
             return
+        # outputs first (power off), then tell the world
+        self.charger.set_inoperative(self.tracker.inoperative)
         handle = self.errors("evse")
         if self.tracker.inoperative:
             handle.raise_error(INOPERATIVE, "", f"caused by {self.tracker.describe()}", "High")
         else:
             handle.clear_error(INOPERATIVE)
-        self.charger.set_inoperative(self.tracker.inoperative)
 
     def _on_external_cmd(self, topic: str, payload: str) -> None:
         if not self.live:
