@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from _common import REPO, children, memory_kb
-from everest_py.testing import Broker, Stack, free_port, write_config
+from everest_py.testing import Broker, Stack, free_port, localize_paths, write_config
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 CONFIG = sys.argv[2] if len(sys.argv) > 2 else "config/sil-framework.yaml"
@@ -28,13 +28,7 @@ CONFIG = sys.argv[2] if len(sys.argv) > 2 else "config/sil-framework.yaml"
 def prepared_config(d: Path, broker: Broker, config: str = "config/sil-framework.yaml") -> Path:
     """A config of the repository with its relative paths made absolute (data into d)."""
     raw = yaml.safe_load((REPO / config).read_text())
-    for entry in raw["active_modules"].values():
-        for section in [entry.get("config_module") or {}, *(entry.get("config_implementation") or {}).values()]:
-            for key, value in section.items():
-                if isinstance(value, str) and value.startswith(".run/"):
-                    section[key] = str(d / value.removeprefix(".run/"))
-                elif isinstance(value, str) and value.startswith("config/"):
-                    section[key] = str(REPO / value)
+    localize_paths(raw, d, REPO)
     if "rpc_api" in raw["active_modules"]:
         raw["active_modules"]["rpc_api"].setdefault("config_module", {})["websocket_port"] = free_port()
     path = d / Path(config).name

@@ -50,8 +50,7 @@ async def sessions(prefix: str, stop: asyncio.Event) -> None:
     await bus.connect()
     topics = wire.Topics(prefix)
     view = SessionView(topics.prefix)
-    for var in ("session_event", "powermeter", "limits"):
-        bus.subscribe(f"{topics.prefix}modules/+/impl/+/var/{var}", view.on_message)
+    view.attach(bus)
     say("following charging sessions")
     await stop.wait()
     await bus.close()

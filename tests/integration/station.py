@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from everest_py.framework.config import merge_patch
-from everest_py.testing import Broker, Probe, Stack, free_port, write_config
+from everest_py.testing import Broker, Probe, Stack, free_port, localize_paths, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 EVSE = "connector_1"
@@ -49,13 +49,7 @@ WAIT_S = 30.0
 def station_config(tmp: Path, patch: dict[str, Any] | None, rpc_port: int) -> dict[str, Any]:
     """config/sil-ac.yaml for a test: files in ``tmp``, the car waiting for commands, a probe."""
     raw = yaml.safe_load((REPO / "config" / "sil-ac.yaml").read_text())
-    for entry in raw["active_modules"].values():
-        for section in [entry.get("config_module") or {}, *(entry.get("config_implementation") or {}).values()]:
-            for key, value in section.items():
-                if isinstance(value, str) and value.startswith(".run/"):
-                    section[key] = str(tmp / value.removeprefix(".run/"))
-                elif isinstance(value, str) and value.startswith("config/"):
-                    section[key] = str(REPO / value)
+    localize_paths(raw, tmp, REPO)
     mods = raw["active_modules"]
     mods["ev_manager"]["config_module"]["auto_exec"] = False
     mods["rpc_api"]["config_module"]["websocket_port"] = rpc_port

@@ -10,20 +10,14 @@ import json
 import yaml
 
 from everest_py.framework.bus import Bus
-from everest_py.testing import Stack, free_port, write_config
+from everest_py.testing import Stack, free_port, localize_paths, write_config
 
 from .station import REPO
 
 
 def test_two_cars_share_one_fuse(broker, tmp_path):
     raw = yaml.safe_load((REPO / "config" / "sil-ac-two-evse.yaml").read_text())
-    for entry in raw["active_modules"].values():
-        for section in [entry.get("config_module") or {}, *(entry.get("config_implementation") or {}).values()]:
-            for key, value in section.items():
-                if isinstance(value, str) and value.startswith(".run/"):
-                    section[key] = str(tmp_path / value.removeprefix(".run/"))
-                elif isinstance(value, str) and value.startswith("config/"):
-                    section[key] = str(REPO / value)
+    localize_paths(raw, tmp_path, REPO)
     raw["active_modules"]["rpc_api"]["config_module"]["websocket_port"] = free_port()
     path = tmp_path / "two.yaml"
     prefix = write_config(path, raw, broker)

@@ -102,6 +102,19 @@ class Broker:
         self.start()
 
 
+def localize_paths(raw: dict[str, Any], data_dir: Path, repo: Path) -> dict[str, Any]:
+    """Make a repository config's relative paths absolute: ``.run/…`` into ``data_dir``,
+    ``config/…`` into ``repo``. Changes and returns ``raw``."""
+    for entry in raw["active_modules"].values():
+        for section in [entry.get("config_module") or {}, *(entry.get("config_implementation") or {}).values()]:
+            for key, value in section.items():
+                if isinstance(value, str) and value.startswith(".run/"):
+                    section[key] = str(data_dir / value.removeprefix(".run/"))
+                elif isinstance(value, str) and value.startswith("config/"):
+                    section[key] = str(repo / value)
+    return raw
+
+
 def write_config(
     path: Path,
     config: dict[str, Any],

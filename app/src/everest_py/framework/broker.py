@@ -12,13 +12,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import tempfile
 from pathlib import Path
 from typing import IO
 
 from everest_py.errors import BusError
-from everest_py.framework.bus import BrokerEndpoint
+from everest_py.framework.bus import BrokerEndpoint, unix_listening
 from everest_py.framework.config import Settings
 
 BROKER_FILE = "broker"
@@ -134,14 +133,7 @@ class Mosquitto:
         return await self._proc.wait()
 
     def _connectable(self) -> bool:
-        if not self.socket.exists():
-            return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            try:
-                s.connect(str(self.socket))
-            except OSError:
-                return False
-        return True
+        return self.socket.exists() and unix_listening(str(self.socket))
 
     async def stop(self) -> None:
         proc, self._proc = self._proc, None

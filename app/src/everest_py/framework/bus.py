@@ -170,7 +170,8 @@ def filters_overlap(a: str, b: str) -> bool:
     return not rest or rest == ["#"]
 
 
-def _unix_listening(path: str) -> bool:
+def unix_listening(path: str) -> bool:
+    """True if something accepts connections on the unix socket ``path``."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         try:
             s.connect(path)
@@ -268,7 +269,7 @@ class Bus:
         """
         ep = self.endpoint
         if ep.socket_path:
-            return None if _unix_listening(ep.socket_path) else "no listener on the socket"
+            return None if unix_listening(ep.socket_path) else "no listener on the socket"
         try:
             async with asyncio.timeout(1.0):
                 _, writer = await asyncio.open_connection(ep.host, ep.port)

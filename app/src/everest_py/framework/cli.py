@@ -220,8 +220,7 @@ async def _session(args: argparse.Namespace) -> int:
     bus = Bus(endpoint, protocol=args.mqtt_protocol)
     await bus.connect()
     view = SessionView(topics.prefix)
-    for var in ("session_event", "powermeter", "limits"):
-        bus.subscribe(f"{topics.prefix}modules/+/impl/+/var/{var}", view.on_message)
+    view.attach(bus)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,7 +9,10 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from everest_py.framework.bus import Bus
 
 _VAR = re.compile(r"^modules/([^/]+)/impl/([^/]+)/var/(session_event|powermeter|limits)$")
 
@@ -49,6 +52,11 @@ class SessionView:
         self.limits: dict[str, float] = {}
         self._last_live: dict[str, float] = {}
         self.summaries: list[str] = []
+
+    def attach(self, bus: Bus) -> None:
+        """Subscribe to the evse_manager variables this view shows, on every EVSE."""
+        for var in ("session_event", "powermeter", "limits"):
+            bus.subscribe(f"{self.prefix}modules/+/impl/+/var/{var}", self.on_message)
 
     def _say(self, evse: str, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
