@@ -235,7 +235,10 @@ class SimLineRequest(LineRequest):
                 if name is None or name not in self._reported:
                     continue
                 logical = bool(buf[i].level) != self._settings[name].active_low
-                self._pending[name] = (int(buf[i].ts_ns), logical)
+                if self._settings[name].debounce_us:
+                    self._pending[name] = (int(buf[i].ts_ns), logical)
+                else:
+                    self._report(name, logical, int(buf[i].ts_ns))
             if n < _BATCH:
                 break
 
@@ -248,14 +251,17 @@ class SimLineRequest(LineRequest):
                 nxt = due if nxt is None else min(nxt, due)
                 continue
             del self._pending[name]
-            if level == self._reported[name]:
-                continue  # a bounce that came back within the debounce period
-            self._reported[name] = level
-            edge = self._settings[name].edge
-            if edge is Edge.BOTH or (edge is Edge.RISING) == level:
-                self._ready.append(EdgeEvent(name, level, due))
+            self._report(name, level, due)
         self._ready.sort(key=lambda e: e.timestamp_ns)
         return nxt
+
+    def _report(self, name: str, level: bool, timestamp_ns: int) -> None:
+        if level == self._reported[name]:
+            return  # a bounce that came back within the debounce period
+        self._reported[name] = level
+        edge = self._settings[name].edge
+        if edge is Edge.BOTH or (edge is Edge.RISING) == level:
+            self._ready.append(EdgeEvent(name, level, timestamp_ns))
 
     def wait_edge_events(self, timeout_s: float) -> bool:
         deadline = now_ns() + int(max(0.0, timeout_s) * 1e9)
