@@ -122,3 +122,18 @@ def test_fixture_configs_fail_only_on_missing_modules(name, tmp_path, capsys):
     ]
     assert sorted(lines) == sorted(expected)
     assert code == (2 if missing else 0)
+
+
+def test_yaml_booleans_are_yaml_1_2(tmp_path):
+    """EVerest reads `no`/`yes`/`on`/`off` as strings; only true/false are booleans."""
+    from everest_py.framework.schema import load_yaml
+
+    path = tmp_path / "x.yaml"
+    path.write_text("feedback: no\nenum: [none, no, nc]\nflag: true\nother: False\nword: on\n")
+    assert load_yaml(path) == {
+        "feedback": "no",
+        "enum": ["none", "no", "nc"],
+        "flag": True,
+        "other": False,
+        "word": "on",
+    }

@@ -22,7 +22,7 @@ def test_adc_by_device_name(tree: TarragonTree) -> None:
 
 
 def test_adc_errors_name_what_is_missing(tree: TarragonTree) -> None:
-    with pytest.raises(NotFoundError, match="no IIO device named 'nope.adc'"):
+    with pytest.raises(NotFoundError, match=r"no IIO device named 'nope\.adc'"):
         AdcChannel.open(tree.root, "nope.adc", "voltage2")
     with pytest.raises(NotFoundError, match="no channel 'voltage42'"):
         AdcChannel.open(tree.root, "2198000.adc", "voltage42")
@@ -45,7 +45,7 @@ def test_pwm_chip_by_device_link(tree: TarragonTree) -> None:
 
 
 def test_pwm_missing_device_or_channel(tree: TarragonTree) -> None:
-    with pytest.raises(NotFoundError, match="no PWM chip of device 'x.pwm'"):
+    with pytest.raises(NotFoundError, match=r"no PWM chip of device 'x\.pwm'"):
         SysfsPwm.open(tree.root, "x.pwm", 0)
     with pytest.raises(NotFoundError, match="did not appear"):
         SysfsPwm.open(tree.root, CP_PWM_DEVICE, 1)

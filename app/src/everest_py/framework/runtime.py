@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from everest_py.errors import BusError, CommandError, ConfigError
+from everest_py.errors import BusError, CommandError, ConfigError, HardwareError
 from everest_py.framework import logs, wire
 from everest_py.framework.bus import Bus
 from everest_py.framework.contracts import CmdDef, InterfaceDef
@@ -162,7 +162,7 @@ class Host:
         """Crash-only: record the first failure, put every output into its safe state."""
         if self.failure is None:
             self.failure = reason
-            if err is not None and not isinstance(err, ConfigError | BusError):
+            if err is not None and not isinstance(err, ConfigError | BusError | HardwareError):
                 log.error("%s", reason, exc_info=err, extra={"module_id": "host"})
             else:
                 log.error("%s", reason, extra={"module_id": "host"})

@@ -14,7 +14,21 @@ import fastjsonschema
 import yaml
 
 # The C loader is ~10x faster; PyYAML without libyaml falls back to Python.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+class _Loader(_Base):  # type: ignore[misc]
+    """YAML 1.2 booleans, as EVerest reads its files: only true/false, so `no`, `on`, `yes` stay
+    strings (the manifest of CbTarragonDriver has `no` in an enum and configs write it unquoted)."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+        for first, resolvers in _Base.yaml_implicit_resolvers.items()
+    }
+
+
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 # EVerest type references look like "/evse_manager#/SessionEvent".
 TYPE_REF = re.compile(r"^((?:/[a-zA-Z0-9\-_]+)+)#/([a-zA-Z0-9\-_]+)$")
