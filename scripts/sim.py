@@ -105,6 +105,13 @@ def main() -> int:
     ap.add_argument("config", type=Path)
     ap.add_argument("--duration", type=float, help="stop after this many seconds")
     args = ap.parse_args()
+    template = Path(__file__).resolve().parents[1] / "config" / "sim" / args.config.name
+    if template.is_file():
+        # a board's config, run unchanged against the simulated board (config/sim/ has its overlay)
+        from everest_bsp.sim.overlay import prepare
+
+        args.config = prepare(args.config, template, runtime_dir() / "sim" / args.config.stem, RPC_PORT="8080")
+        say(f"{args.config.name} runs unchanged with the overlay {args.config.parent / 'user-config'}")
     raw = yaml.safe_load(args.config.read_text())
     prefix = (raw.get("settings") or {}).get("mqtt_everest_prefix", "everest")
     fifo = runtime_dir() / "status"
