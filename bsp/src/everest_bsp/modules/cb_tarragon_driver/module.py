@@ -18,6 +18,7 @@ from everest_bsp.tarragon.cp_core import (
     ErrorChanged,
     Glitch,
     IoChanged,
+    OffReason,
     RelaysForcedOff,
     StateChanged,
     TripChanged,
@@ -215,7 +216,9 @@ class CbTarragonDriver(Module):
             elif self.errors(BSP).clear_error(error_type, sub):
                 self.log.info("cleared %s %s", error_type, sub)
         elif isinstance(ev, RelaysForcedOff):
-            self.log.warning("relays opened by the CP core: %s", OFF_REASONS.get(int(ev.reason), ev.reason))
+            # the car leaving C is the normal end of charging; anything else is a fault reaction
+            log = self.log.info if ev.reason == OffReason.STATE else self.log.warning
+            log("relays opened by the CP core: %s", OFF_REASONS.get(int(ev.reason), ev.reason))
             if self._relays is not None:
                 self._relays.forced_off(ev.mask)
         elif isinstance(ev, TripChanged):
