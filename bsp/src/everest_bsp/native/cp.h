@@ -13,6 +13,13 @@
  * C/D, on CP short, diode fault or pilot fault, when the EVSE side drives E or F or is disabled,
  * and while the trip input (an external RCM) is active; and it refuses to switch relays on
  * unless the pilot is in C or D with no fault and no trip.
+ *
+ * Per sample: classify each side (with the side's last measurement as hysteresis memory), debounce
+ * (two equal measurements change a side), and evaluate the combined state and errors when a side
+ * changed or the pilot output changed since the last evaluation.  Relays are switched off in the
+ * same cycle the change is accepted, before the event is queued.  Events go to a ring of 256
+ * (the oldest is dropped and counted when Python falls behind) and bump an eventfd.  The thread
+ * never calls into Python; every call here is safe from any thread.
  */
 #ifndef EVEREST_BSP_CP_H
 #define EVEREST_BSP_CP_H
@@ -38,12 +45,12 @@
 #define CP_ERR_PILOT 0x08u       /* MREC14PilotFault / CPOutOfRange */
 
 /* event kinds */
-#define CP_EV_STATE 1      /* a: new combined state */
+#define CP_EV_STATE 1      /* a: new combined state, b: the state before */
 #define CP_EV_ERROR 2      /* a: error bit, b: 1 raised / 0 cleared */
 #define CP_EV_RELAYS_OFF 3 /* a: reason (CP_OFF_*), b: mask of relays that were on */
 #define CP_EV_GLITCH 4     /* a: side (0 positive, 1 negative), b: the suppressed state */
 #define CP_EV_TRIP 5       /* b: 1 trip input became active, 0 released */
-#define CP_EV_IO 6         /* a: -errno, b: where (CP_IO_*) */
+#define CP_EV_IO 6         /* a: -errno (0: this source works again), b: where (CP_IO_*) */
 
 /* reasons for a forced relay-off */
 #define CP_OFF_STATE 1    /* pilot left C/D (C->B, A, E, F) */
@@ -61,6 +68,7 @@
 #define CP_REFUSED_STATE 1  /* pilot not in C/D, or not enabled/driven */
 #define CP_REFUSED_FAULT 2  /* a CP error is active */
 #define CP_REFUSED_TRIP 3   /* trip input active */
+#define CP_REFUSED_IO 4     /* the pilot cannot be measured (an ADC or GPIO access fails) */
 
 struct cp_debounce {
     int32_t t0;       /* measurement before last */
@@ -73,25 +81,32 @@ struct cp_debounce {
 #define CP_DB_CHANGED 1    /* detected changed to the new measurement */
 #define CP_DB_GLITCH 2     /* X -> Y -> X: the single Y is suppressed */
 
+/* thresholds of the error checks (chargebyte-hw.md §2.4) */
+#define CP_ERROR_VOLTAGE_MAX_DIFF 1200 /* mV: |U+ + U-| at most this => the negative half is missing */
+#define CP_SHORT_U_POS_MAX 2000        /* mV: U+ below => possible short */
+#define CP_NEG_12V_MIN -10000          /* mV: U- at most this => the -12 V half is present */
+
 struct cp_eval {
     int32_t state;      /* combined state after the checks */
     uint32_t errors;    /* CP_ERR_* now active */
 };
 
 struct cp_config {
-    int32_t adc_pos_fd; /* in_voltageN_raw of the CP+ peak detector, opened O_RDONLY */
-    int32_t adc_neg_fd;
-    struct ln_ref rst_pos; /* peak reset outputs, active = reset */
+    int32_t adc_pos_fd;      /* in_voltageN_raw of the CP+ peak detector, opened O_RDONLY */
+    int32_t adc_neg_fd;      /* in_voltageN_raw of the CP- peak detector */
+    struct ln_ref rst_pos;   /* peak reset outputs, active = reset */
     struct ln_ref rst_neg;
     struct ln_ref cp_invert; /* active = pilot driven */
     int32_t pwm_duty_fd;     /* sysfs duty_cycle, opened O_WRONLY */
     int32_t pwm_enable_fd;   /* sysfs enable, opened O_WRONLY */
+    int32_t pwm_period_fd;   /* sysfs period, opened O_WRONLY; -1: leave the period as it is */
     uint32_t period_ns;      /* 1000000 */
     struct ln_ref relays[2]; /* LN_NONE for an absent relay */
     struct ln_ref trip;      /* trip input (active = trip), LN_NONE when not used */
     uint32_t reset_us;       /* 1500 */
     uint32_t settle_us;      /* 2000 */
     uint32_t idle_poll_us;   /* trip-input poll period while sampling is off: 10000 */
+    int32_t rt_priority;     /* SCHED_FIFO priority of the thread (1..99); 0: normal scheduling */
 };
 
 struct cp_event {
@@ -99,7 +114,7 @@ struct cp_event {
     int32_t kind;
     int32_t a;
     int32_t b;
-    int32_t u_pos_mV;
+    int32_t u_pos_mV; /* the last sample when the event was made */
     int32_t u_neg_mV;
     int32_t reserved;
 };
@@ -107,10 +122,10 @@ struct cp_event {
 struct cp_stats {
     uint64_t samples;
     uint64_t glitches;
-    uint64_t forced_off;
-    uint64_t cycle_ns_last;
+    uint64_t forced_off;      /* forced relay-offs that found a relay on */
+    uint64_t cycle_ns_last;   /* one sample: reset, settle, reads, evaluation */
     uint64_t cycle_ns_max;
-    uint64_t events_dropped;
+    uint64_t events_dropped;  /* oldest events overwritten because Python did not read them */
     int32_t u_pos_mV;
     int32_t u_neg_mV;
     int32_t state;
@@ -118,23 +133,27 @@ struct cp_stats {
     uint32_t relays_on; /* mask */
     int32_t enabled;
     int32_t driven;
-    int32_t duty_x100;
+    int32_t duty_x100;  /* the cached duty (applied while enabled) */
     int32_t trip;
+    uint32_t io_faults; /* bit (1 << CP_IO_*) per failing source */
+    int32_t tid;        /* the thread's kernel id (for /proc/self/task/<tid>), 0 before cp_start */
+    int32_t realtime;   /* 1 when the thread runs with SCHED_FIFO */
 };
 
 struct cp_core;
 
 /* pure functions (the Python twin in everest_bsp.tarragon.cp_logic mirrors them) */
-int32_t cp_voltage_mV(int32_t raw);
+int32_t cp_voltage_mV(int32_t raw); /* raw: 0..4095 */
 int32_t cp_classify(int32_t u_mV, int32_t prev);
 int32_t cp_debounce_step(struct cp_debounce *d, int32_t measured);
+/* prev_errors: the errors before (the diode latch, and what stays when not driven) */
 void cp_evaluate(int32_t pos, int32_t neg, int32_t u_pos_mV, int32_t u_neg_mV, int32_t driven, int32_t duty_x100,
-                 uint32_t latched, struct cp_eval *out);
+                 uint32_t prev_errors, struct cp_eval *out);
 /* batch of classify+debounce over raw pairs, for the benchmark and the property tests */
 void cp_process_batch(const int32_t *raw_pos, const int32_t *raw_neg, int32_t n, struct cp_debounce *pos,
                       struct cp_debounce *neg, int32_t *detected_pos, int32_t *detected_neg);
 
-/* the core */
+/* the core; every int function returns 0 (or a count) on success and -errno on failure */
 int cp_create(const struct cp_config *cfg, struct cp_core **out);
 int cp_start(struct cp_core *core);
 void cp_destroy(struct cp_core *core); /* stops the thread, relays off, pilot to F */
@@ -145,7 +164,10 @@ int cp_set_duty(struct cp_core *core, int32_t duty_x100); /* 0..10000; cached wh
 int cp_state_X1(struct cp_core *core);
 int cp_state_F(struct cp_core *core);
 int cp_state_E(struct cp_core *core);
-int cp_relays_on(struct cp_core *core, uint32_t mask); /* 0, CP_REFUSED_*, or -errno */
+/* 0, CP_REFUSED_*, or -errno (-EINVAL: bits beyond 0x3, -ENODEV: a relay that is not configured).
+ * Refused unless enabled, driven with a duty above 0, pilot in C or D, no CP error, no trip, no
+ * failing source. */
+int cp_relays_on(struct cp_core *core, uint32_t mask);
 int cp_relays_off(struct cp_core *core, uint32_t mask);
 void cp_get_stats(struct cp_core *core, struct cp_stats *out);
 
