@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from everest_bsp.hal.gpio import LineSettings, request_lines
 from everest_bsp.hal.iio import AdcChannel
@@ -67,6 +69,38 @@ def measure(core: CpCore, seconds: float) -> tuple[float, float, float]:
     return (c1 - c0) / 1e6 / wall, (p1 - p0) * 1e3 / wall, (s1 - s0) / wall
 
 
+def python_sampler(lines: Any, adcs: list[AdcChannel], seconds: float) -> tuple[float, float, float]:
+    """The same cycle in a Python thread (HAL + the twin): what the C core saves."""
+    from everest_bsp.tarragon.cp_logic import Debounce, classify, voltage_mV
+
+    out: list[float] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        deb = [Debounce(), Debounce()]
+        n = 0
+        c0, w0 = time.thread_time(), time.monotonic()
+        while not stop.is_set():
+            lines.set_many({NAMES["rst_pos"]: True, NAMES["rst_neg"]: True})
+            time.sleep(0.0015)
+            lines.set_many({NAMES["rst_pos"]: False, NAMES["rst_neg"]: False})
+            time.sleep(0.002)
+            for side, adc in enumerate(adcs):
+                d = deb[side]
+                d.step(classify(voltage_mV(adc.read_raw()), d.t1))
+            n += 1
+        wall = time.monotonic() - w0
+        out.extend(((time.thread_time() - c0) * 1e3 / wall, n / wall))
+
+    t = threading.Thread(target=loop)
+    p0, w0 = process_cpu_s(), time.monotonic()
+    t.start()
+    time.sleep(seconds)
+    stop.set()
+    t.join()
+    return out[0], (process_cpu_s() - p0) * 1e3 / (time.monotonic() - w0), out[1]
+
+
 def main() -> None:
     tree = TarragonTree.create(Path(tempfile.mkdtemp(prefix="bench-cpu-")) / "board")
     settings = {n: LineSettings(output=True) for k, n in NAMES.items() if n and k != "trip"}
@@ -91,6 +125,8 @@ def main() -> None:
         core.events()
         rows.append(("sampling, pilot steady in C", *measure(core, SECONDS)))
         stats = core.stats()
+        core.close()
+        rows.append(("same cycle in a Python thread", *python_sampler(lines, adcs, SECONDS)))
     finally:
         core.close()
         lines.release()
@@ -102,6 +138,8 @@ def main() -> None:
     for name, thread_ms, proc_ms, rate in rows:
         per = f"{thread_ms * 1e3 / rate:10.1f}" if rate else f"{'-':>10}"
         print(f"{name:34} {thread_ms:11.2f} {proc_ms:12.2f} {rate:10.1f} {per}")
+    c_ms, py_ms = rows[1][1], rows[2][1]
+    print(f"Python thread / C core, CPU per second of sampling: {py_ms / c_ms:.1f}x")
     last, worst = stats.cycle_ns_last / 1e6, stats.cycle_ns_max / 1e6
     print(f"sample cycle: last {last:.2f} ms, max {worst:.2f} ms (3.5 ms of it asleep)")
 
