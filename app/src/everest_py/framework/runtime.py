@@ -155,7 +155,12 @@ class Host:
             return
         err = task.exception()
         if err is not None:
-            what = "; ".join(err.issues) if isinstance(err, ConfigError) else repr(err)
+            if isinstance(err, ConfigError):
+                what = "; ".join(err.issues)
+            elif isinstance(err, HardwareError | BusError):
+                what = str(err)
+            else:
+                what = repr(err)
             self.fail(f"module {module_id}: task {task.get_name()} failed: {what}", err)
 
     def fail(self, reason: str, err: BaseException | None = None) -> None:
