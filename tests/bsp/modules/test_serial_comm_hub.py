@@ -69,7 +69,7 @@ def conn(module_id: str, impl_id: str = "main") -> dict[str, str]:
 
 
 def hub(port: Path, **config: Any) -> dict[str, Any]:
-    main = {"serial_port": str(port), "baudrate": 115200, "retries": 1, "initial_timeout_ms": 100, **config}
+    main = {"serial_port": str(port), "baudrate": 115200, "retries": 2, "initial_timeout_ms": 1000, **config}
     return {"module": "SerialCommHub", "config_implementation": {"main": main}}
 
 
@@ -178,7 +178,7 @@ def test_timeouts_and_a_port_that_vanishes_and_returns(make_stack, run_probe, li
     peer.set_words(INPUT, 0, 42)
     config = {
         "active_modules": {
-            "hub": hub(pty.host, retries=2),
+            "hub": hub(pty.host, retries=2, initial_timeout_ms=100),
             "probe": {"module": "ProbeModule", "connections": {"hub": [conn("hub")]}},
         }
     }
