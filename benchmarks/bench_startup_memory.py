@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -25,9 +26,21 @@ RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 CONFIG = sys.argv[2] if len(sys.argv) > 2 else "config/sil-framework.yaml"
 
 
+def load_yaml_text(text: str) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
 def prepared_config(d: Path, broker: Broker, config: str = "config/sil-framework.yaml") -> Path:
     """A config of the repository with its relative paths made absolute (data into d)."""
     raw = yaml.safe_load((REPO / config).read_text())
+    template = REPO / "config" / "sim" / Path(config).name
+    if template.is_file():  # a board's config: merge its simulator overlay (config/sim/)
+        from everest_bsp.sim.overlay import render
+        from everest_py.framework.config import merge_patch
+
+        values = {"RUN": str(d), "REPO": str(REPO), "RPC_PORT": str(free_port())}
+        raw = merge_patch(raw, load_yaml_text(render(template.read_text(), values)))
     localize_paths(raw, d, REPO)
     if "rpc_api" in raw["active_modules"]:
         raw["active_modules"]["rpc_api"].setdefault("config_module", {})["websocket_port"] = free_port()
