@@ -25,19 +25,12 @@ from everest_bsp.hal.pwm import SysfsPwm
 from everest_bsp.sim.board import BoardConfig, TarragonBoardSim
 from everest_bsp.sim.lock import LockMotorSim
 from everest_bsp.sim.tarragon_tree import ADC_DEVICE, CP_PWM_DEVICE, TarragonTree
-from everest_bsp.tarragon.cp_core import CpCore, CpCoreConfig
+from everest_bsp.tarragon.cp_core import TARRAGON_LINES, CpCore, CpCoreConfig
 from everest_bsp.tarragon.cp_logic import CpState
 
 SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
 PERIOD_S = float(sys.argv[2]) / 1000 if len(sys.argv) > 2 else 0.001
-NAMES: dict[str, str | None] = {
-    "rst_pos": "CP_POSITIVE_PEAK_RST",
-    "rst_neg": "CP_NEGATIVE_PEAK_RST",
-    "cp_invert": "CP_INVERT",
-    "relay1": "RELAY_1_ENABLE",
-    "relay2": "RELAY_2_ENABLE",
-    "trip": "DIGITAL_IN_2",
-}
+NAMES = TARRAGON_LINES
 
 
 def thread_cpu_ns(tid: int) -> float:

@@ -17,22 +17,10 @@ import yaml
 
 from everest_bsp.sim.overlay import prepare
 from everest_py.testing import Broker
+from tests.bsp.tmux import screen_shows, tmux
 
 REPO = Path(__file__).resolve().parents[3]
 NAME = "bringup-tarragon.yaml"
-
-
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
-
-
-def screen_shows(session: str, *texts: str, timeout_s: float = 15.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        screen = tmux("capture-pane", "-p", "-t", session)
-        if all(t in screen for t in texts) or time.monotonic() > deadline:
-            return screen
-        time.sleep(0.05)
 
 
 def test_bringup_console_on_the_simulated_board(tmp_path: Path, broker: Broker) -> None:

@@ -31,6 +31,7 @@ from everest_bsp.modules.bu_evse_board_support.view import (
     duty_meaning,
 )
 from everest_py.testing import Broker, write_config
+from tests.bsp.tmux import screen_shows, tmux
 
 
 def full_view(**kw: Any) -> BoardView:
@@ -219,10 +220,6 @@ def test_echo_of_notes_for_a_run_without_console() -> None:
 # -- the console in a terminal --------------------------------------------------------------------------
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
 def console_session(tmp_path: Path, broker: Broker) -> Iterator[tuple[str, Path, str]]:
     """(tmux session, file with the exit status, external MQTT prefix): everest-py with the console in tmux."""
@@ -256,15 +253,6 @@ def console_session(tmp_path: Path, broker: Broker) -> Iterator[tuple[str, Path,
         yield session, status, f"ext_{prefix}/"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, check=False)
-
-
-def screen_shows(session: str, *texts: str, timeout_s: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        screen = tmux("capture-pane", "-p", "-t", session)
-        if all(t in screen for t in texts) or time.monotonic() > deadline:
-            return screen
-        time.sleep(0.05)
 
 
 def wait_file(path: Path, timeout_s: float = 10.0) -> str:

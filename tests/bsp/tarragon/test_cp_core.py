@@ -20,6 +20,7 @@ from everest_bsp.hal.iio import AdcChannel
 from everest_bsp.hal.pwm import SysfsPwm
 from everest_bsp.sim.tarragon_tree import ADC_DEVICE, CP_PWM_DEVICE, TarragonTree
 from everest_bsp.tarragon.cp_core import (
+    TARRAGON_LINES,
     CpCore,
     CpCoreConfig,
     CpEvent,
@@ -37,14 +38,7 @@ from everest_bsp.tarragon.cp_logic import CpError, CpState, voltage_mV
 from everest_py.errors import HardwareError
 
 R1, R2 = 1, 2
-NAMES: dict[str, str | None] = {
-    "rst_pos": "CP_POSITIVE_PEAK_RST",
-    "rst_neg": "CP_NEGATIVE_PEAK_RST",
-    "cp_invert": "CP_INVERT",
-    "relay1": "RELAY_1_ENABLE",
-    "relay2": "RELAY_2_ENABLE",
-    "trip": "DIGITAL_IN_2",
-}
+NAMES = TARRAGON_LINES
 POS, NEG = "voltage2", "voltage3"
 # pilot voltages (positive peak, negative peak) at 5 % PWM, and at 100 % (no negative half)
 PWM_B, PWM_C, PWM_D = (9000, -12000), (6000, -12000), (3000, -12000)

@@ -59,6 +59,17 @@ class Side(enum.IntEnum):
     NEGATIVE = 1
 
 
+# The Tarragon's line names (its device tree) for the keys of CpCoreConfig.from_hal
+TARRAGON_LINES: dict[str, str | None] = {
+    "rst_pos": "CP_POSITIVE_PEAK_RST",
+    "rst_neg": "CP_NEGATIVE_PEAK_RST",
+    "cp_invert": "CP_INVERT",
+    "relay1": "RELAY_1_ENABLE",
+    "relay2": "RELAY_2_ENABLE",
+    "trip": "DIGITAL_IN_2",
+}
+
+
 @dataclass(frozen=True)
 class StateChanged:
     t_ns: int  # CLOCK_MONOTONIC
