@@ -110,7 +110,9 @@ def main() -> int:
         # a board's config, run unchanged against the simulated board (config/sim/ has its overlay)
         from everest_bsp.sim.overlay import prepare
 
-        args.config = prepare(args.config, template, runtime_dir() / "sim" / args.config.stem, RPC_PORT="8080")
+        args.config = prepare(
+            args.config, template, runtime_dir() / "sim" / args.config.stem, repo=template.parents[2], RPC_PORT="8080"
+        )
         say(f"{args.config.name} runs unchanged with the overlay {args.config.parent / 'user-config'}")
     raw = yaml.safe_load(args.config.read_text())
     prefix = (raw.get("settings") or {}).get("mqtt_everest_prefix", "everest")

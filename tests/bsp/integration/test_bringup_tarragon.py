@@ -28,7 +28,7 @@ def test_bringup_console_on_the_simulated_board(tmp_path: Path, broker: Broker) 
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
     work = tmp_path / "work"
-    config = prepare(REPO / "config" / NAME, REPO / "config" / "sim" / NAME, work)
+    config = prepare(REPO / "config" / NAME, REPO / "config" / "sim" / NAME, work, repo=REPO)
     assert config.read_bytes() == (REPO / "config" / NAME).read_bytes()
     overlay_path = work / "user-config" / NAME
     overlay = yaml.safe_load(overlay_path.read_text())

@@ -28,7 +28,7 @@ def sil(tmp_path: Path, broker: Broker, name: str, probe_connections: dict[str, 
     original.parent.mkdir()
     shutil.copy(FIXTURES / name, original)
     work = tmp_path / "work"
-    config = prepare(original, REPO / "config" / "sim" / name, work, RPC_PORT=str(free_port()))
+    config = prepare(original, REPO / "config" / "sim" / name, work, repo=REPO, RPC_PORT=str(free_port()))
     overlay_path = work / "user-config" / name
     overlay = yaml.safe_load(overlay_path.read_text())
     prefix = f"fixture_{tmp_path.name[-8:]}"

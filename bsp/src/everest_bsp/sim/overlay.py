@@ -15,7 +15,13 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[4]
+
+def default_repo() -> Path:
+    """The repository whose config/ the overlays name: $EVEREST_PY_REPO, else this source checkout."""
+    env = os.environ.get("EVEREST_PY_REPO")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[4]  # bsp/src/everest_bsp/sim/overlay.py in a checkout
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
@@ -28,7 +34,7 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return re.sub(r"@([A-Z_]+)@", sub, template)
 
 
-def prepare(config: Path, template: Path, workdir: Path, **values: str) -> Path:
+def prepare(config: Path, template: Path, workdir: Path, repo: Path | None = None, **values: str) -> Path:
     """The config path to run: ``workdir/<name>`` linking to ``config``, with the rendered overlay."""
     workdir.mkdir(parents=True, exist_ok=True)
     link = workdir / config.name
@@ -37,5 +43,7 @@ def prepare(config: Path, template: Path, workdir: Path, **values: str) -> Path:
     os.symlink(config.resolve(), link)
     overlay = workdir / "user-config" / config.name
     overlay.parent.mkdir(exist_ok=True)
-    overlay.write_text(render(template.read_text(), {"RUN": str(workdir.resolve()), "REPO": str(REPO), **values}))
+    overlay.write_text(
+        render(template.read_text(), {"RUN": str(workdir.resolve()), "REPO": str(repo or default_repo()), **values})
+    )
     return link
