@@ -1,0 +1,1 @@
+require base-files-everest-py.inc

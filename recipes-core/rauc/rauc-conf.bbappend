@@ -1,0 +1,1 @@
+FILESEXTRAPATHS:prepend:everest-py := "${THISDIR}/files:"
