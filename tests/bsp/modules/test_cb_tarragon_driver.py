@@ -137,6 +137,19 @@ class Rig:
             while not check():
                 await asyncio.sleep(0.005)
 
+    async def car_in_c(self, board: Board, duty: float = 26.7) -> None:
+        """Enable, offer ``duty`` and let the car ask for power (state C)."""
+        await self.call("enable", {"value": True})
+        await self.call("pwm_on", {"value": duty})
+        board.car("C")
+        await self.event("C")
+
+    async def charging(self, board: Board, duty: float = 26.7) -> None:
+        """As car_in_c, then power on until the driver reports it."""
+        await self.car_in_c(board, duty)
+        await self.power_on()
+        await self.event("PowerOn")
+
     async def power_on(self) -> None:
         await self.call("allow_power_on", {"value": {"allow_power_on": True, "reason": "FullPowerCharging"}})
 
@@ -224,12 +237,7 @@ def test_cp_short_and_diode_fault(make_stack, run_probe, tree, board) -> None:
     b = board()
 
     async def scenario(rig: Rig) -> None:
-        await rig.call("enable", {"value": True})
-        await rig.call("pwm_on", {"value": 50.0})
-        b.car("C")
-        await rig.event("C")
-        await rig.power_on()
-        await rig.event("PowerOn")
+        await rig.charging(b, 50.0)
         b.pilot(300, -300)  # pilot shorted to PE
         await rig.error("evse_board_support/MREC14PilotFault", "CPShortFault")
         await rig.event("PowerOff")
@@ -255,10 +263,7 @@ def test_feedback_mismatch_latches_a_contactor_fault(make_stack, run_probe, tree
     b.stuck[0] = True  # the contact never moves: reads open while the coil is on
 
     async def scenario(rig: Rig) -> None:
-        await rig.call("enable", {"value": True})
-        await rig.call("pwm_on", {"value": 26.7})
-        b.car("C")
-        await rig.event("C")
+        await rig.car_in_c(b)
         await rig.power_on()
         await rig.error("evse_board_support/MREC17EVSEContactorFault")
         assert tree.level("RELAY_1_ENABLE") is False, "opened again after the failed closing"
@@ -276,12 +281,7 @@ def test_a_contact_that_opens_on_its_own_is_a_fault(make_stack, run_probe, tree,
     b = board(("no", "none"))
 
     async def scenario(rig: Rig) -> None:
-        await rig.call("enable", {"value": True})
-        await rig.call("pwm_on", {"value": 26.7})
-        b.car("C")
-        await rig.event("C")
-        await rig.power_on()
-        await rig.event("PowerOn")
+        await rig.charging(b)
         b.stuck[0] = True
         tree.set_input("RELAY_1_SENSE", False)
         await rig.error("evse_board_support/MREC17EVSEContactorFault")
@@ -336,12 +336,7 @@ def test_rcm_trip_opens_without_evse_manager(make_stack, run_probe, tree, board)
     b = board()
 
     async def scenario(rig: Rig) -> None:
-        await rig.call("enable", {"value": True})
-        await rig.call("pwm_on", {"value": 26.7})
-        b.car("C")
-        await rig.event("C")
-        await rig.power_on()
-        await rig.event("PowerOn")
+        await rig.charging(b)
         tree.set_input("DIGITAL_IN_2", False)  # active low: a trip
         await rig.until(lambda: not tree.level("RELAY_1_ENABLE"))
         await rig.error("ac_rcd/MREC2GroundFailure")
