@@ -429,3 +429,21 @@ def test_events_clear_the_eventfd(rig: Rig) -> None:
     assert select.select([rig.core.fileno()], [], [], TIMEOUT_S)[0] == [rig.core.fileno()]
     assert [type(e) for e in rig.core.events()] == [TripChanged]
     assert rig.core.stats().events_dropped == 0
+
+
+def test_a_full_event_ring_drops_the_oldest_and_counts_them(rig: Rig) -> None:
+    rig.go(PWM_B, CpState.B)
+    rig.mark()
+    changes = 300  # more state changes than the ring (256) holds, none read meanwhile
+    for i in range(changes):
+        want = CpState.C if i % 2 == 0 else CpState.B
+        rig.pilot(PWM_C if want == CpState.C else PWM_B)
+        deadline = time.monotonic() + TIMEOUT_S
+        while rig.core.stats().state != want:
+            assert time.monotonic() < deadline, f"change {i} to {want.name} not seen"
+            time.sleep(0.001)
+    events = rig.core.events()
+    states = [e for e in events if isinstance(e, StateChanged)]
+    assert len(events) == 256, "the ring keeps its newest 256 events"
+    assert states[-1].state == CpState.B, "the newest event is the last change"
+    assert rig.core.stats().events_dropped >= changes - 256
