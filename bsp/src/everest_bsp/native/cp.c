@@ -165,6 +165,8 @@ struct cp_core {
     int trip;
     uint32_t io_faults;
     uint32_t eval_gen;
+    uint32_t sample_gen; /* output generation the samples since `fresh` were taken under */
+    uint32_t fresh;      /* samples taken under the current output */
     int32_t u_pos, u_neg;
     struct cp_stats stats;
     struct cp_event ring[CP_RING];
@@ -379,8 +381,16 @@ static void process(struct cp_core *c, int32_t raw_pos, int32_t raw_neg, int dri
         c->stats.glitches++;
         emit(c, CP_EV_GLITCH, 1, c->dneg.t0);
     }
-    /* evaluated when a side changed (chargebyte) or the output changed since the last evaluation */
-    if (c->dpos.detected == CP_UNKNOWN || (rp != CP_DB_CHANGED && rn != CP_DB_CHANGED && gen == c->eval_gen))
+    if (gen != c->sample_gen) {
+        c->sample_gen = gen;
+        c->fresh = 0;
+    }
+    c->fresh++;
+    /* evaluated when a side changed (chargebyte) or the output changed since the last evaluation;
+     * after an output change only once two samples were taken under it, so an old state is never
+     * judged against new voltages (F -> PWM would look like a shorted diode) */
+    if (c->dpos.detected == CP_UNKNOWN || c->fresh < 2 ||
+        (rp != CP_DB_CHANGED && rn != CP_DB_CHANGED && gen == c->eval_gen))
         return;
     c->eval_gen = gen;
     struct cp_eval ev;
@@ -670,8 +680,9 @@ int cp_relays_on(struct cp_core *c, uint32_t mask)
         rc = CP_REFUSED_TRIP;
     else if (c->io_faults)
         rc = CP_REFUSED_IO;
-    else if (!c->enabled || !c->driven || c->releasing || c->out_duty == 0 || (c->state != CP_C && c->state != CP_D))
-        rc = CP_REFUSED_STATE; /* out_duty 0: the EVSE drives F, the last C/D is stale */
+    else if (!c->enabled || !c->driven || c->releasing || c->out_duty == 0 || c->eval_gen != c->out_gen ||
+             (c->state != CP_C && c->state != CP_D))
+        rc = CP_REFUSED_STATE; /* out_duty 0: the EVSE drives F; eval_gen behind: the state predates the output */
     else if (c->errors)
         rc = CP_REFUSED_FAULT;
     for (int i = 0; i < 2 && rc == 0; i++) {

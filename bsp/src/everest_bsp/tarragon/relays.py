@@ -199,6 +199,8 @@ class RelayController:
         """Wait up to the feedback window for every relay in ``mask`` to report ``closed``."""
         deadline = self._now() + self.feedback_window_s
         while True:
+            if closed and not all(self.port.actuator(i) for i in _bits(mask)):
+                return False  # the core opened the relay meanwhile (pilot change, fault, trip): no contactor fault
             wrong = [i for i in _bits(mask) if self.port.feedback(i) not in (None, closed)]
             if not wrong:
                 return True

@@ -186,9 +186,13 @@ class CbTarragonDriver(Module):
             self.spawn(self._poll_pp(), "proximity pilot")
 
     def safe_state(self) -> None:
+        # F first: it opens the relays too and makes the car stop drawing even if a relay line fails
         if self._core is not None:
-            self._core.relays_off(R1 | R2)
-            self._core.state_F()
+            for step in (self._core.state_F, lambda: self._core.relays_off(R1 | R2) if self._core else None):
+                try:
+                    step()
+                except Exception:  # every step of the safe state must be tried
+                    self.log.exception("safe state step failed")
 
     async def shutdown(self) -> None:
         self._stop.set()
