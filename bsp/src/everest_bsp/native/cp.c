@@ -192,6 +192,12 @@ static void sleep_until_ns(uint64_t t)
 static void emit(struct cp_core *c, int32_t kind, int32_t a, int32_t b)
 {
     uint32_t slot;
+    if (kind == CP_EV_GLITCH && c->ring_len >= CP_RING / 4) {
+        /* a noisy pilot glitches every sample: glitches are only counted (stats) once the ring
+         * fills, so they never push state, error or relay events out */
+        c->stats.events_dropped++;
+        return;
+    }
     if (c->ring_len == CP_RING) {
         c->ring_head = (c->ring_head + 1) % CP_RING; /* drop the oldest */
         c->ring_len--;
