@@ -23,6 +23,7 @@ from everest_bsp.hal.simchip import SimChip
 from everest_bsp.sim import physics
 from everest_bsp.sim.lock import LockMotorSim
 from everest_bsp.sim.physics import CarPilot, PilotDrive, RelayContact
+from everest_bsp.sim.stepper import Stepper
 from everest_bsp.sim.tarragon_tree import CP_PWM_DEVICE, TarragonTree
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def _number(name: str, value: Any, minimum: float = 0.0) -> float:
     return float(value)
 
 
-class TarragonBoardSim:
+class TarragonBoardSim(Stepper):
     """The physics around the SoC of a simulated Tarragon, on a :class:`TarragonTree`.
 
     Run it with :meth:`start`/:meth:`stop` (an own thread that wakes on the drivers' output
@@ -253,20 +254,8 @@ class TarragonBoardSim:
 
     # -- running ----------------------------------------------------------------------------------
     def start(self, period_s: float = 0.001) -> TarragonBoardSim:
-        if self._thread is not None:
-            raise RuntimeError("the board simulation already runs")
-        self._stop.clear()
-        self.step(time.monotonic_ns())
-        self._thread = threading.Thread(target=self._loop, args=(period_s,), name="tarragon-board-sim", daemon=True)
-        self._thread.start()
+        self._start_thread(period_s, "tarragon-board-sim")
         return self
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
 
     def close(self) -> None:
         """Stop and let go of the tree's files (the tree itself stays)."""

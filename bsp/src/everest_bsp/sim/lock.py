@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from everest_bsp.sim.stepper import Stepper
 from everest_bsp.sim.tarragon_tree import TarragonTree
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class LockPhysics:
     min_motor_mV: float = 6000.0  # below this the motor does not turn
 
 
-class LockMotorSim:
+class LockMotorSim(Stepper):
     """The plug-lock motor, its feedback potentiometer and its storage capacitors on a :class:`TarragonTree`.
 
     Inputs are the physical levels of the two driver lines (``MOTOR_1_DRIVER_IN1_N`` is active-low:
@@ -160,20 +161,8 @@ class LockMotorSim:
                 self.position = min(1.0, max(0.0, self.position + (delta if drive == "backward" else -delta)))
 
     def start(self, period_s: float = 0.005) -> LockMotorSim:
-        if self._thread is not None:
-            raise RuntimeError("the lock simulation already runs")
-        self._stop.clear()
-        self.step(time.monotonic_ns())
-        self._thread = threading.Thread(target=self._loop, args=(period_s,), name="lock-sim", daemon=True)
-        self._thread.start()
+        self._start_thread(period_s, "lock-sim")
         return self
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
 
     def _loop(self, period_s: float) -> None:
         try:
