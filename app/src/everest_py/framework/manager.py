@@ -164,6 +164,7 @@ class Manager:
             watchdog.cancel()
             failed = host.failure is not None
             self._stopping = True
+            _sd_notify("STOPPING=1\nSTATUS=" + (f"failed: {host.failure}" if failed else "stopping"))
             host.safe_state()
             await host.stop()  # in-process modules first: their shutdown may still call isolated ones
             for t in supervisors:
@@ -269,22 +270,35 @@ class Manager:
 
 
 def _sd_notify(message: str) -> None:
-    """Tell systemd (Type=notify) about our state; a no-op outside systemd."""
+    """Tell systemd (Type=notify) about our state; a no-op outside systemd.
+
+    The datagram is sent without blocking: a notify socket that is full or gone costs this one
+    message, never the event loop that calls this.
+    """
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr:
         return
     if addr.startswith("@"):
         addr = "\0" + addr[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
-        s.connect(addr)
-        s.sendall(message.encode())
+        s.setblocking(False)
+        s.sendto(message.encode(), addr)
+
+
+def _watchdog_period() -> float | None:
+    """Half of systemd's watchdog interval, when it asks this process (not a child) for pings."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0 or (pid.isdigit() and int(pid) != os.getpid()):
+        return None
+    return int(usec) / 2e6
 
 
 async def _watchdog() -> None:
-    usec = os.environ.get("WATCHDOG_USEC")
-    if not usec or not usec.isdigit():
+    """Ping systemd's watchdog while the event loop runs: a loop that hangs stops the pings."""
+    period = _watchdog_period()
+    if period is None:
         return
-    period = int(usec) / 2e6
     while True:
         _sd_notify("WATCHDOG=1")
         await asyncio.sleep(period)
