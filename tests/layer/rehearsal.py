@@ -864,9 +864,14 @@ def shared(directory: Path, name: str, produce: Callable[[], dict[str, Any]]) ->
         path = directory / f"{name}.json"
         if path.exists():
             data: dict[str, Any] = json.loads(path.read_text())
-            return data
-        data = produce()
-        path.write_text(json.dumps(data))
+        else:
+            try:
+                data = produce()
+            except Exception as err:  # the first failure is the one worth reading: every later user gets it
+                data = {"__failed__": f"{type(err).__name__}: {err}"}
+            path.write_text(json.dumps(data))
+        if "__failed__" in data:
+            raise RuntimeError(f"{name} failed (once for this session): {data['__failed__']}")
         return data
 
 
