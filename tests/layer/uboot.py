@@ -15,12 +15,12 @@ package's documentation) differs from ours where the environment lives:
 The flash bank is a file kept between the boots.  QEMU 7.2 of Debian 12 has a bug in the flash's
 buffered write (QEMU issue 2343): U-Boot's ``saveenv`` erases the sector, writes the first
 buffer(s), not all of them in full, and then reports a timeout.  What reached the flash is part
-of U-Boot's own export: the CRC, the sorted ``name=value`` strings and some of the zero padding.  ``Board.settle`` completes
-that write, and only when the CRC U-Boot computed matches the text that reached the flash
-followed by zeros, i.e. when the flash then holds byte for byte what U-Boot meant to save.  So
-the environments the tests seed stay small (the few variables the A/B path needs), and the
-built-in default environment (a bad CRC) cannot be completed: its text is longer than the first
-buffer.
+of U-Boot's own export: the CRC, the sorted ``name=value`` strings and some of the zero padding.
+``Board.settle`` completes that write, and only when the CRC U-Boot computed matches the text
+that reached the flash followed by zeros, i.e. when the flash then holds byte for byte what
+U-Boot meant to save.  So the environments the tests seed stay small (the few variables the A/B
+path needs), and the built-in default environment (after a bad CRC) cannot be completed: its
+text is longer than the first buffer.
 
 The disk is laid out as ``everest-py-qemuarm64.wks`` (MBR; 1 boot, vfat, active; 2 rootfs A;
 3 rootfs B; 4 data), only smaller.  The boot partition holds ``boot.scr`` made from ``boot.cmd``
@@ -218,9 +218,9 @@ def make_disk(workdir: Path) -> Path:
     disk = workdir / "disk.img"
     with disk.open("wb") as f:
         f.write(_mbr(entries))
-        for (_, start, _, _), part in zip(entries, parts, strict=True):
+        for (_, start, _, _), part_image in zip(entries, parts, strict=True):
             f.seek(start * 512)
-            f.write(part.read_bytes())
+            f.write(part_image.read_bytes())
         f.truncate(lba * 512)
     return disk
 
@@ -256,7 +256,7 @@ class Boot:
 class Board:
     """QEMU virt with Debian's U-Boot, a copy of the test disk on virtio, a flash bank for the environment."""
 
-    def __init__(self, workdir: Path, disk: Path, timeout: float = 30.0) -> None:
+    def __init__(self, workdir: Path, disk: Path, timeout: float = 15.0) -> None:
         self.workdir = workdir
         self.timeout = timeout
         self.disk = workdir / "disk.img"

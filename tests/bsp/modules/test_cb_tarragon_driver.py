@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from everest_bsp.sim.tarragon_tree import CP_PWM_DEVICE, TarragonTree
+from everest_py.errors import CommandError
 from everest_py.testing import Probe
 
 STATE_MV = {"A": 12000, "B": 9000, "C": 6000, "D": 3000}
@@ -408,3 +410,56 @@ def test_missing_hardware_is_named(make_stack, tree) -> None:
     assert stack.wait(30) != 0
     assert "NOT_ON_THIS_BOARD" in stack.log()
     assert "Traceback" not in stack.log()
+
+
+def test_a_relay_line_that_cannot_be_opened_is_a_contactor_fault_until_the_core_opens_it(
+    make_stack, run_probe, tree, board
+) -> None:
+    b = board()
+    relay = "RELAY_1_ENABLE"
+    fault_type, sub = "evse_board_support/MREC17EVSEContactorFault", "RelayOutput"
+
+    async def scenario(rig: Rig) -> None:
+        await rig.charging(b)
+        tree.chip(relay).set_fault(relay, errno.EIO)  # the line's I/O expander stops answering
+        b.car("B")
+        await rig.event("B")
+        await rig.error(fault_type, sub)
+        assert tree.level(relay) is True, "still closed: the write fails"
+        await rig.power_off()  # as EvseManager does after C->B
+        with pytest.raises(TimeoutError):  # EvseManager would unlock the connector on it
+            await rig.event("PowerOff", timeout_s=0.5)
+        b.car("C")
+        await rig.event("C")
+        await rig.power_on()  # refused by the core: a relay line fails
+        await asyncio.sleep(0.3)
+        assert rig.errors[(fault_type, sub)] is True and tree.level(relay) is True
+        tree.chip(relay).set_fault(relay, 0)
+        await rig.event("PowerOff")  # the core's retry opened it
+        assert tree.level(relay) is False
+        await rig.error(fault_type, sub, active=False)
+        assert ("evse_board_support/VendorError", "CPMeasurement") not in rig.errors
+        assert ("evse_board_support/MREC17EVSEContactorFault", "") not in rig.errors, "not the latched fault"
+        await rig.power_on()
+        await rig.event("PowerOn")
+
+    run(make_stack, run_probe, tree, scenario)
+
+
+def test_a_cp_invert_write_failure_is_a_pilot_output_error(make_stack, run_probe, tree, board) -> None:
+    b = board()
+
+    async def scenario(rig: Rig) -> None:
+        await rig.charging(b)
+        tree.chip("CP_INVERT").set_fault("CP_INVERT", errno.EIO)
+        with pytest.raises(CommandError):
+            await rig.call("cp_state_E")
+        await rig.error("evse_board_support/VendorError", "CPOutput")
+        await rig.event("PowerOff")
+        assert tree.level("RELAY_1_ENABLE") is False
+        assert ("evse_board_support/VendorError", "CPMeasurement") not in rig.errors, "not a measurement fault"
+        tree.chip("CP_INVERT").set_fault("CP_INVERT", 0)
+        await rig.call("pwm_on", {"value": 26.7})
+        await rig.error("evse_board_support/VendorError", "CPOutput", active=False)
+
+    run(make_stack, run_probe, tree, scenario)

@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from everest_bsp._native import lib
 from everest_bsp.hal.gpio import LineRequest, LineSettings, request_lines
 from everest_bsp.hal.iio import AdcChannel
 from everest_bsp.hal.pwm import SysfsPwm
+from everest_bsp.hal.simchip import wait_for
 from everest_bsp.sim.tarragon_tree import ADC_DEVICE, CP_PWM_DEVICE, TarragonTree
 from everest_bsp.tarragon.cp_core import (
     TARRAGON_LINES,
@@ -447,3 +449,189 @@ def test_a_full_event_ring_drops_the_oldest_and_counts_them(rig: Rig) -> None:
     assert len(events) == 256, "the ring keeps its newest 256 events"
     assert states[-1].state == CpState.B, "the newest event is the last change"
     assert rig.core.stats().events_dropped >= changes - 256
+
+
+# -- failing sources: one fault per source, retried relay offs, pilot-output writes -----------------
+
+
+def fault(rig: Rig, line: str, code: int) -> None:
+    """Break (code) or repair (0) a line of the simulated chip: its writes fail with ``code``."""
+    rig.tree.chip(line).set_fault(line, code)
+
+
+def faults(rig: Rig) -> set[IoSource]:
+    mask = rig.core.stats().io_faults
+    return {s for s in IoSource if mask & s.mask}
+
+
+def samples_pass(rig: Rig, n: int = 3) -> None:
+    """Wait until the thread took ``n`` more samples."""
+    start = rig.core.stats().samples
+    assert wait_for(lambda: rig.core.stats().samples >= start + n, TIMEOUT_S)
+
+
+def relays_on_accepted(rig: Rig, mask: int) -> bool:
+    """relays_on once the state was evaluated under the current output (refused meanwhile)."""
+    return wait_for(lambda: rig.core.relays_on(mask) is None, TIMEOUT_S)
+
+
+def forced_offs(rig: Rig) -> list[RelaysForcedOff]:
+    rig.drain(0)
+    return [e for e in rig.since_mark() if isinstance(e, RelaysForcedOff)]
+
+
+def test_io_sources_are_the_c_cores() -> None:
+    names = {s.name: int(getattr(lib, f"CP_IO_{s.name}")) for s in IoSource}
+    assert names == {s.name: int(s) for s in IoSource}
+    assert len({s.mask for s in IoSource}) == len(IoSource)
+
+
+def test_a_failed_relay_off_is_retried_every_sample_until_it_works(rig: Rig) -> None:
+    rig.charging()
+    fault(rig, "RELAY_1_ENABLE", errno.EIO)
+    rig.mark()
+    rig.pilot(PWM_B)
+    rig.wait(StateChanged, state=CpState.B)
+    assert rig.wait(IoChanged, source=IoSource.RELAY).errno == errno.EIO
+    assert rig.level("RELAY_1_ENABLE") is True, "the broken line could not be opened"
+    rig.pilot(PWM_C)
+    rig.wait(StateChanged, state=CpState.C)
+    samples_pass(rig)
+    assert faults(rig) == {IoSource.RELAY}, "still failing: retried, never forgotten"
+    assert rig.core.stats().relays_on == R1, "reported on while its line is on"
+    assert forced_offs(rig) == [], "not reported open while it is not"
+    assert rig.core.relays_on(R1) == Refusal.IO
+    assert rig.core.relays_on(R2) == Refusal.IO, "no relay closes while one cannot be opened"
+    assert rig.level("RELAY_2_ENABLE") is False
+    rig.mark()
+    fault(rig, "RELAY_1_ENABLE", 0)  # no command: the thread's next cycle opens it
+    off = rig.wait(RelaysForcedOff)
+    assert (off.reason, off.mask) == (OffReason.STATE, R1), "the reason of the off that failed"
+    rig.wait(IoChanged, source=IoSource.RELAY, errno=0)
+    assert rig.level("RELAY_1_ENABLE") is False
+    assert faults(rig) == set() and rig.core.stats().relays_on == 0
+    assert rig.core.relays_on(R1) is None
+    assert len(forced_offs(rig)) == 1, "reported open once"
+
+
+def test_a_failed_relay_off_is_retried_while_sampling_is_off(rig: Rig) -> None:
+    rig.charging()
+    fault(rig, "RELAY_1_ENABLE", errno.ENXIO)
+    rig.mark()
+    rig.core.enable(False)
+    assert rig.wait(IoChanged, source=IoSource.RELAY).errno == errno.ENXIO
+    samples = rig.core.stats().samples
+    time.sleep(0.05)  # several idle polls
+    assert rig.level("RELAY_1_ENABLE") is True and faults(rig) == {IoSource.RELAY}
+    assert forced_offs(rig) == []
+    fault(rig, "RELAY_1_ENABLE", 0)
+    off = rig.wait(RelaysForcedOff)
+    assert (off.reason, off.mask) == (OffReason.OUTPUT, R1)
+    rig.wait(IoChanged, source=IoSource.RELAY, errno=0)
+    assert rig.level("RELAY_1_ENABLE") is False
+    assert rig.core.stats().samples == samples, "opened by the idle branch, not by a sample"
+
+
+def test_a_failed_relays_off_opens_the_other_relay_and_is_retried(rig: Rig) -> None:
+    rig.go(PWM_C, CpState.C)
+    assert rig.core.relays_on(R1 | R2) is None
+    fault(rig, "RELAY_2_ENABLE", errno.EIO)
+    rig.mark()
+    with pytest.raises(HardwareError, match=os.strerror(errno.EIO)):
+        rig.core.relays_off(R2)
+    off = rig.wait(RelaysForcedOff)
+    assert (off.reason, off.mask) == (OffReason.IO, R1), "R1 opened; R2 is not open"
+    assert rig.wait(IoChanged, source=IoSource.RELAY).errno == errno.EIO
+    assert (rig.level("RELAY_1_ENABLE"), rig.level("RELAY_2_ENABLE")) == (False, True)
+    assert rig.core.relays_on(R1) == Refusal.IO
+    rig.mark()
+    fault(rig, "RELAY_2_ENABLE", 0)
+    rig.wait(IoChanged, source=IoSource.RELAY, errno=0)
+    off = rig.wait(RelaysForcedOff)
+    assert (off.reason, off.mask) == (OffReason.IO, R2)
+    assert rig.level("RELAY_2_ENABLE") is False
+    assert rig.core.relays_on(R1) is None
+
+
+def test_a_failed_relay_on_write_opens_every_relay_and_refuses(rig: Rig) -> None:
+    rig.go(PWM_C, CpState.C)
+    fault(rig, "RELAY_2_ENABLE", errno.EIO)
+    rig.mark()
+    with pytest.raises(HardwareError, match=os.strerror(errno.EIO)):
+        rig.core.relays_on(R1 | R2)
+    assert (rig.level("RELAY_1_ENABLE"), rig.level("RELAY_2_ENABLE")) == (False, False)
+    off = rig.wait(RelaysForcedOff)
+    assert (off.reason, off.mask) == (OffReason.IO, R1)
+    assert faults(rig) == {IoSource.RELAY}
+    assert rig.core.relays_on(R1) == Refusal.IO
+    rig.mark()
+    fault(rig, "RELAY_2_ENABLE", 0)
+    rig.wait(IoChanged, source=IoSource.RELAY, errno=0)
+    assert forced_offs(rig) == [], "R2 never was on: nothing to report"
+    assert rig.core.relays_on(R1 | R2) is None
+
+
+def test_a_reset_line_failure_is_not_cleared_by_a_working_trip_input(rig: Rig) -> None:
+    rig.go(PWM_C, CpState.C)
+    fault(rig, "CP_POSITIVE_PEAK_RST", errno.EIO)
+    assert rig.wait(IoChanged, source=IoSource.RESET).errno == errno.EIO
+    rig.core.enable(False)  # idle: only the trip input is read, and it reads fine
+    time.sleep(0.05)
+    assert faults(rig) == {IoSource.RESET}
+    assert not [e for e in rig.since_mark() if isinstance(e, IoChanged) and not e.failed]
+    assert rig.core.relays_on(R1) == Refusal.IO
+    fault(rig, "CP_POSITIVE_PEAK_RST", 0)
+    rig.core.enable(True)
+    rig.wait(IoChanged, source=IoSource.RESET, errno=0)
+    assert relays_on_accepted(rig, R1)
+
+
+def test_a_failed_cp_invert_write_refuses_closing_until_it_is_written(rig: Rig) -> None:
+    rig.charging()
+    fault(rig, "CP_INVERT", errno.EIO)
+    rig.mark()
+    with pytest.raises(HardwareError, match=os.strerror(errno.EIO)):
+        rig.core.state_E()
+    assert rig.level("CP_INVERT") is True, "the pilot could not be released"
+    assert rig.level("RELAY_1_ENABLE") is False
+    assert rig.wait(RelaysForcedOff).reason == OffReason.OUTPUT  # E opens first, then CP_INVERT fails
+    assert rig.wait(IoChanged, source=IoSource.INVERT).errno == errno.EIO
+    samples_pass(rig)
+    assert faults(rig) == {IoSource.INVERT}
+    assert rig.core.relays_on(R1) == Refusal.IO, "the pilot output is unknown"
+    with pytest.raises(HardwareError, match=os.strerror(errno.EIO)):
+        rig.core.set_duty(500)  # still broken: written again, fails again, stays failing
+    assert faults(rig) == {IoSource.INVERT}
+    fault(rig, "CP_INVERT", 0)
+    rig.core.set_duty(500)  # CP_INVERT is written again although it looks driven
+    rig.wait(IoChanged, source=IoSource.INVERT, errno=0)
+    assert rig.level("CP_INVERT") is True and faults(rig) == set()
+    assert relays_on_accepted(rig, R1)
+
+
+def test_a_failed_pwm_write_opens_the_relays_and_refuses_until_written(rig: Rig) -> None:
+    rig.charging()
+    duty_fd = rig.core.config.pwm_duty_fd
+    duty_path = rig.tree.pwm_dir(CP_PWM_DEVICE) / "duty_cycle"
+
+    def duty_fd_opened(flags: int) -> None:
+        fd = os.open(duty_path, flags | os.O_CLOEXEC)
+        os.dup2(fd, duty_fd)  # the core keeps its fd number; what it refers to changes
+        os.close(fd)
+
+    duty_fd_opened(os.O_RDONLY)
+    rig.mark()
+    with pytest.raises(HardwareError, match=os.strerror(errno.EBADF)):
+        rig.core.set_duty(600)
+    assert rig.level("RELAY_1_ENABLE") is False
+    off = rig.wait(RelaysForcedOff)
+    assert (off.reason, off.mask) == (OffReason.IO, R1), "the duty on the pin is unknown"
+    assert rig.wait(IoChanged, source=IoSource.PWM).errno == errno.EBADF
+    samples_pass(rig)
+    assert faults(rig) == {IoSource.PWM}
+    assert rig.core.relays_on(R1) == Refusal.IO
+    duty_fd_opened(os.O_WRONLY)
+    rig.core.set_duty(500)
+    rig.wait(IoChanged, source=IoSource.PWM, errno=0)
+    assert rig.tree.pwm(CP_PWM_DEVICE)[1:] == (50_000, True) and faults(rig) == set()
+    assert relays_on_accepted(rig, R1)

@@ -5,12 +5,14 @@
 A chip is a regular file under ``<root>/dev/gpiochipN`` shared by every process that maps it.
 Drivers reach it through :func:`everest_bsp.hal.gpio.request_lines` like a real chip; the board
 simulator uses :class:`SimChip` to apply levels to inputs (``set_pull``), to read and wait for what
-the drivers drive (``physical``, ``output_events``), and to release the lines of dead processes.
+the drivers drive (``physical``, ``output_events``), to break a line's writes (``set_fault``, an
+I/O expander that stops answering) and to release the lines of dead processes.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -24,6 +26,9 @@ from everest_bsp.hal.gpio import Edge, EdgeEvent, LineRequest, LineSettings
 from everest_py.errors import HardwareError
 
 _BATCH = 64
+_RING = int(lib.SIMGPIO_RING)
+
+log = logging.getLogger(__name__)
 
 
 def _check(rc: int, what: str) -> int:
@@ -43,6 +48,7 @@ class LineInfo:
     active_low: bool
     pull: bool
     driven: bool
+    fault: int = 0  # errno that writes to the line fail with (SimChip.set_fault); 0: none
 
     @property
     def requested(self) -> bool:
@@ -70,6 +76,7 @@ class SimChip:
         self.label = ffi.string(label).decode()
         self.line_names = [self.info(i).name for i in range(lib.simgpio_nlines(handle))]
         self._out_cursor = ffi.new("uint64_t *", lib.simgpio_output_head(handle))
+        self.output_lost = 0  # output changes overwritten before output_events read them (ring overrun)
 
     @classmethod
     def create(cls, path: str | Path, label: str, line_names: Sequence[str]) -> SimChip:
@@ -126,12 +133,20 @@ class SimChip:
             bool(i.flags & lib.SIMGPIO_ACTIVE_LOW),
             bool(i.pull),
             bool(i.driven),
+            int(i.fault),
         )
 
     # -- the simulator's side --------------------------------------------------------------------
     def set_pull(self, name: str, level: bool) -> None:
         """Apply a physical level from outside (what an input reads when nothing drives it)."""
         _check(lib.simgpio_set_pull(self._h, self.offset(name), int(level)), f"{self.path}: {name}")
+
+    def set_fault(self, name: str, errno_value: int) -> None:
+        """Make every write to ``name`` fail with ``errno_value`` (its level stays), as a broken I/O
+        expander does; 0 repairs the line.  Holds for every process that maps the chip."""
+        if not 0 <= errno_value <= 4095:
+            raise ValueError(f"errno {errno_value} outside 0..4095")
+        _check(lib.simgpio_set_fault(self._h, self.offset(name), errno_value), f"{self.path}: {name}")
 
     def physical(self, name: str) -> bool:
         return bool(_check(lib.simgpio_physical(self._h, self.offset(name)), f"{self.path}: {name}"))
@@ -142,10 +157,18 @@ class SimChip:
         return bool(_check(lib.simgpio_wait_output(self._h, self._out_cursor[0], ms), str(self.path)))
 
     def output_events(self) -> list[LevelChange]:
+        """The output changes since the last call, oldest first.  When more than the ring holds
+        (``SIMGPIO_RING``) happened meanwhile, the oldest are gone: they are counted in
+        ``output_lost`` and logged, and a simulator that follows levels should re-read ``physical``."""
         buf = ffi.new("struct simgpio_event[]", _BATCH)
         out: list[LevelChange] = []
         while True:
+            before = int(self._out_cursor[0])
             n = _check(lib.simgpio_read_output(self._h, self._out_cursor, buf, _BATCH), str(self.path))
+            lost = int(self._out_cursor[0]) - before - n  # the cursor jumped over what was overwritten
+            if lost > 0:
+                self.output_lost += lost
+                log.warning("%s: %d output changes lost (read too late, the ring holds %d)", self.path, lost, _RING)
             for i in range(n):
                 e = buf[i]
                 out.append(LevelChange(self.line_names[e.line], int(e.line), bool(e.level), int(e.ts_ns)))

@@ -19,6 +19,7 @@
 #define CP_RING 256    /* events queued for Python; the oldest is dropped when full */
 #define E_PULSE_NS 2000000ull /* 100 % for 2 ms before the pilot is released (clean edge to E) */
 #define RAW_MAX 4095   /* 12-bit ADC */
+#define IO_NOT_TRIED 1 /* in place of an rc: the write was not made, the source's fault stays as it is */
 
 /* ------------------------------------------------------------------------------------------------
  * Pure functions (the Python twin in everest_bsp.tarragon.cp_logic mirrors each of them)
@@ -162,6 +163,8 @@ struct cp_core {
     int32_t state;
     uint32_t errors;
     uint32_t relays;  /* mask switched on through cp_relays_on */
+    uint32_t off_pending; /* relays whose off write failed: retried every cycle until it succeeds */
+    int32_t off_reason;   /* CP_OFF_* reported when the pending offs succeed */
     int trip;
     uint32_t io_faults;
     uint32_t eval_gen;
@@ -211,28 +214,104 @@ static void emit(struct cp_core *c, int32_t kind, int32_t a, int32_t b)
     (void)w; /* EAGAIN only when the counter is saturated: readable anyway */
 }
 
-/* -- relays (st held) -------------------------------------------------------------------------- */
+/* -- sources and relays (st held) -------------------------------------------------------------- */
 
 static int relay_present(const struct cp_core *c, int i) { return c->cfg.relays[i].kind != LN_NONE; }
 
-/* Every configured relay line to 0 now; an event names the relays that were on. */
+/* A source failed (rc < 0) or works (rc 0; IO_NOT_TRIED leaves it); reported on change.
+ * 1 when the source has just started failing (the caller decides about the relays). */
+static int io_state(struct cp_core *c, int where, int rc)
+{
+    uint32_t bit = 1u << where;
+    if (rc < 0 && !(c->io_faults & bit)) {
+        c->io_faults |= bit;
+        emit(c, CP_EV_IO, rc, where);
+        return 1;
+    }
+    if (rc == 0 && (c->io_faults & bit)) {
+        c->io_faults &= ~bit;
+        emit(c, CP_EV_IO, 0, where);
+    }
+    return 0;
+}
+
+/* A relay's line could not be driven to 0: it stays pending (the thread writes it off every cycle).
+ * `reason` is what the RELAYS_OFF event names once that succeeds (the first reason counts). */
+static void off_failed(struct cp_core *c, int i, int32_t reason)
+{
+    if (!c->off_pending)
+        c->off_reason = reason;
+    c->off_pending |= 1u << i;
+}
+
+/* Relay i to 0; 0 or -errno.  `*opened` gains the relay when it was on (switched on through
+ * cp_relays_on, or its line reads 1) and its line is 0 now. */
+static int relay_off(struct cp_core *c, int i, int32_t reason, uint32_t *opened)
+{
+    uint32_t bit = 1u << i;
+    int was_on = (c->relays & bit) || ln_get(&c->cfg.relays[i]) == 1;
+    int rc = ln_set(&c->cfg.relays[i], 0);
+    if (rc < 0) {
+        off_failed(c, i, reason);
+        return rc;
+    }
+    c->off_pending &= ~bit;
+    c->relays &= ~bit;
+    if (was_on)
+        *opened |= bit;
+    return 0;
+}
+
+/* The relay source fails while any off is pending (so cp_relays_on refuses); rc: the last failure.
+ * Never forces relays off itself: force_off calls it. */
+static int relay_io(struct cp_core *c, int rc)
+{
+    return io_state(c, CP_IO_RELAY, c->off_pending ? (rc < 0 ? rc : -EIO) : 0);
+}
+
+/* The core opened relays by itself: one event names those that were on and are open now. */
+static void report_opened(struct cp_core *c, int32_t reason, uint32_t opened)
+{
+    if (!opened)
+        return;
+    c->stats.forced_off++;
+    emit(c, CP_EV_RELAYS_OFF, reason, (int32_t)opened);
+}
+
+/* Every configured relay line to 0 now.  A line that cannot be written stays pending: it is not in
+ * this RELAYS_OFF (it is not open), it fails the relay source (an IO event), and the thread's retry
+ * reports it in a RELAYS_OFF of its own once it is open. */
 static void force_off(struct cp_core *c, int32_t reason)
 {
-    uint32_t was = c->relays;
+    uint32_t opened = 0;
+    int failed = 0;
     for (int i = 0; i < 2; i++) {
         if (!relay_present(c, i))
             continue;
-        if (ln_get(&c->cfg.relays[i]) == 1)
-            was |= 1u << i;
-        int rc = ln_set(&c->cfg.relays[i], 0);
-        if (rc < 0)
-            emit(c, CP_EV_IO, rc, CP_IO_GPIO);
+        int rc = relay_off(c, i, reason, &opened);
+        if (rc < 0 && failed == 0)
+            failed = rc;
     }
-    c->relays = 0;
-    if (was) {
-        c->stats.forced_off++;
-        emit(c, CP_EV_RELAYS_OFF, reason, (int32_t)was);
+    report_opened(c, reason, opened);
+    relay_io(c, failed);
+}
+
+/* Each cycle: the offs that failed before, again, until they succeed. */
+static void retry_offs(struct cp_core *c)
+{
+    if (!c->off_pending)
+        return;
+    uint32_t opened = 0;
+    int failed = 0;
+    for (int i = 0; i < 2; i++) {
+        if (!(c->off_pending & (1u << i)))
+            continue;
+        int rc = relay_off(c, i, c->off_reason, &opened);
+        if (rc < 0 && failed == 0)
+            failed = rc;
     }
+    report_opened(c, c->off_reason, opened);
+    relay_io(c, failed);
 }
 
 static void set_trip(struct cp_core *c, int active)
@@ -245,19 +324,12 @@ static void set_trip(struct cp_core *c, int active)
         force_off(c, CP_OFF_TRIP);
 }
 
-/* A source failed (rc < 0) or works (rc 0); reported on change, relays off when it starts failing
- * (cp_relays_on refuses while any source fails, so nothing can be on afterwards). */
+/* A source of the pilot (measurement, output) or the trip input failed or works; relays off when it
+ * starts failing (cp_relays_on refuses while any source fails, so nothing can be on afterwards). */
 static void set_io(struct cp_core *c, int where, int rc)
 {
-    uint32_t bit = 1u << where;
-    if (rc < 0 && !(c->io_faults & bit)) {
-        c->io_faults |= bit;
-        emit(c, CP_EV_IO, rc, where);
+    if (io_state(c, where, rc))
         force_off(c, CP_OFF_IO);
-    } else if (rc >= 0 && (c->io_faults & bit)) {
-        c->io_faults &= ~bit;
-        emit(c, CP_EV_IO, 0, where);
-    }
 }
 
 /* Read the trip input; 0 or the -errno of a failed read (the caller reports it). */
@@ -299,36 +371,48 @@ static void cmd_unlock(struct cp_core *c)
 }
 
 /* Record an output change (st taken here); forced relay-off when the pilot no longer allows power.
- * A failed write (io_rc < 0 at `where`) is reported and leaves the output unknown: relays off too. */
-static void note_output(struct cp_core *c, int driven, int32_t out_duty, int io_rc, int where)
+ * rc_pwm / rc_inv: the PWM and CP_INVERT writes made (IO_NOT_TRIED: none).  A failed write leaves
+ * the output unknown: relays off (CP_OFF_IO), and the source's fault stays set (cp_relays_on refuses)
+ * until a later write of the same source succeeds.  A write that fails again while its source is
+ * already failing needs no relay-off: nothing could be switched on since the first failure. */
+static void note_output(struct cp_core *c, int driven, int32_t out_duty, int rc_pwm, int rc_inv)
 {
     pthread_mutex_lock(&c->st);
     c->driven = driven;
     c->out_duty = out_duty;
     c->out_gen++;
-    if (io_rc < 0)
-        emit(c, CP_EV_IO, io_rc, where);
-    if (!c->enabled || !driven || out_duty == 0 || io_rc < 0)
+    set_io(c, CP_IO_PWM, rc_pwm);
+    set_io(c, CP_IO_INVERT, rc_inv);
+    if (!c->enabled || !driven || out_duty == 0)
         force_off(c, CP_OFF_OUTPUT);
     pthread_mutex_unlock(&c->st);
 }
 
-/* set_duty_cycle of chargebyte: duty, then enable, then CP_INVERT active. */
+static uint32_t io_faults(struct cp_core *c)
+{
+    pthread_mutex_lock(&c->st);
+    uint32_t f = c->io_faults;
+    pthread_mutex_unlock(&c->st);
+    return f;
+}
+
+/* set_duty_cycle of chargebyte: duty, then enable, then CP_INVERT active.  After a failed write the
+ * output is unknown, so enable and CP_INVERT are written again even when they look right. */
 static int drive(struct cp_core *c, int32_t duty_x100)
 {
     uint64_t ns = (uint64_t)c->cfg.period_ns * (uint64_t)duty_x100 / 10000u;
-    int where = CP_IO_PWM;
-    int rc = write_num(c->cfg.pwm_duty_fd, ns);
-    if (rc == 0 && !c->pwm_on) {
-        rc = write_num(c->cfg.pwm_enable_fd, 1);
-        if (rc == 0)
+    uint32_t faults = io_faults(c);
+    int rc_inv = IO_NOT_TRIED;
+    int rc_pwm = write_num(c->cfg.pwm_duty_fd, ns);
+    if (rc_pwm == 0 && (!c->pwm_on || (faults & (1u << CP_IO_PWM)))) {
+        rc_pwm = write_num(c->cfg.pwm_enable_fd, 1);
+        if (rc_pwm == 0)
             c->pwm_on = 1;
     }
-    if (rc == 0 && !c->driven) {
-        where = CP_IO_GPIO;
-        rc = ln_set(&c->cfg.cp_invert, 1);
-    }
-    note_output(c, rc == 0 ? 1 : c->driven, rc == 0 ? duty_x100 : c->out_duty, rc, where);
+    if (rc_pwm == 0 && (!c->driven || (faults & (1u << CP_IO_INVERT))))
+        rc_inv = ln_set(&c->cfg.cp_invert, 1);
+    int rc = rc_pwm < 0 ? rc_pwm : (rc_inv < 0 ? rc_inv : 0);
+    note_output(c, rc == 0 ? 1 : c->driven, rc == 0 ? duty_x100 : c->out_duty, rc_pwm, rc_inv);
     return rc;
 }
 
@@ -432,7 +516,8 @@ static void *run(void *arg)
         if (!c->enabled) {
             pthread_mutex_unlock(&c->pwm);
             pthread_mutex_lock(&c->st);
-            set_io(c, CP_IO_GPIO, poll_trip(c));
+            retry_offs(c);
+            set_io(c, CP_IO_TRIP, poll_trip(c));
             pthread_mutex_unlock(&c->st);
             pthread_mutex_lock(&c->pwm);
             if (c->stop || c->enabled || atomic_load(&c->cmd_waiting) > 0)
@@ -444,11 +529,11 @@ static void *run(void *arg)
         }
         /* one sample, chargebyte-hw.md §2.3: reset both peak detectors, release, let them settle, read */
         uint64_t t0 = now_ns();
-        int rc_gpio = set_resets(c, 1);
+        int rc_rst = set_resets(c, 1);
         sleep_until_ns(t0 + (uint64_t)c->cfg.reset_us * 1000u);
         int rc_rel = set_resets(c, 0);
-        if (rc_gpio == 0)
-            rc_gpio = rc_rel;
+        if (rc_rst == 0)
+            rc_rst = rc_rel;
         sleep_until_ns(now_ns() + (uint64_t)c->cfg.settle_us * 1000u);
         int32_t raw_pos = 0, raw_neg = 0;
         int rc_pos = read_raw(c->cfg.adc_pos_fd, &raw_pos);
@@ -459,10 +544,11 @@ static void *run(void *arg)
         pthread_mutex_unlock(&c->pwm);
 
         pthread_mutex_lock(&c->st);
+        retry_offs(c);
         set_io(c, CP_IO_ADC_POS, rc_pos);
         set_io(c, CP_IO_ADC_NEG, rc_neg);
-        int rc_trip = poll_trip(c);
-        set_io(c, CP_IO_GPIO, rc_gpio < 0 ? rc_gpio : rc_trip);
+        set_io(c, CP_IO_RESET, rc_rst);
+        set_io(c, CP_IO_TRIP, poll_trip(c));
         if (rc_pos == 0 && rc_neg == 0)
             process(c, raw_pos, raw_neg, driven, duty, gen);
         uint64_t took = now_ns() - t0;
@@ -662,7 +748,7 @@ int cp_state_E(struct cp_core *c)
         c->pwm_on = 0;
     if (rc == 0)
         rc = rc2 < 0 ? rc2 : rc3;
-    note_output(c, rc2 < 0 ? c->driven : 0, 0, rc2 < 0 ? rc2 : rc3, rc2 < 0 ? CP_IO_GPIO : CP_IO_PWM);
+    note_output(c, rc2 < 0 ? c->driven : 0, 0, rc3, rc2);
     pthread_mutex_lock(&c->st);
     c->releasing = 0;
     pthread_mutex_unlock(&c->st);
@@ -678,9 +764,7 @@ int cp_relays_on(struct cp_core *c, uint32_t mask)
         if ((mask & (1u << i)) && !relay_present(c, i))
             return -ENODEV;
     pthread_mutex_lock(&c->st);
-    int rc_trip = poll_trip(c); /* the freshest trip level, not the one of the last cycle */
-    if (rc_trip < 0)
-        set_io(c, CP_IO_GPIO, rc_trip);
+    set_io(c, CP_IO_TRIP, poll_trip(c)); /* the freshest trip level, not the one of the last cycle */
     int rc = 0;
     if (c->trip)
         rc = CP_REFUSED_TRIP;
@@ -695,8 +779,15 @@ int cp_relays_on(struct cp_core *c, uint32_t mask)
         if (!(mask & (1u << i)))
             continue;
         rc = ln_set(&c->cfg.relays[i], 1);
-        if (rc == 0)
+        if (rc == 0) {
             c->relays |= 1u << i;
+        } else {
+            /* the line's level is unknown now: it is driven off until that works, and every relay
+             * opens (nothing stays on while a source fails) */
+            off_failed(c, i, CP_OFF_IO);
+            if (relay_io(c, rc))
+                force_off(c, CP_OFF_IO);
+        }
     }
     pthread_mutex_unlock(&c->st);
     return rc;
@@ -711,12 +802,15 @@ int cp_relays_off(struct cp_core *c, uint32_t mask)
     for (int i = 0; i < 2; i++) {
         if (!(mask & (1u << i)) || !relay_present(c, i))
             continue;
-        int r = ln_set(&c->cfg.relays[i], 0);
-        if (r == 0)
-            c->relays &= ~(1u << i);
-        else if (rc == 0)
+        uint32_t opened = 0; /* asked for: no RELAYS_OFF event */
+        int r = relay_off(c, i, CP_OFF_IO, &opened);
+        if (r < 0 && rc == 0)
             rc = r;
     }
+    /* a relay that cannot be opened: the thread retries it (and reports it as RELAYS_OFF CP_OFF_IO
+     * once open), the others open now */
+    if (relay_io(c, rc))
+        force_off(c, CP_OFF_IO);
     pthread_mutex_unlock(&c->st);
     return rc;
 }

@@ -12,7 +12,10 @@
  * enforces the safety floor by itself: it switches every relay line off when the pilot leaves
  * C/D, on CP short, diode fault or pilot fault, when the EVSE side drives E or F or is disabled,
  * and while the trip input (an external RCM) is active; and it refuses to switch relays on
- * unless the pilot is in C or D with no fault and no trip.
+ * unless the pilot is in C or D with no fault and no trip.  Any failed access (an ADC or trip read,
+ * a PWM, CP_INVERT, peak-reset or relay write) opens the relays and refuses closing until that
+ * source works again; a relay whose off write failed is written off again every cycle (sampling or
+ * idle) until that succeeds, and only then reported open (CP_EV_RELAYS_OFF).
  *
  * Per sample: classify each side (with the side's last measurement as hysteresis memory), debounce
  * (two equal measurements change a side), and evaluate the combined state and errors when a side
@@ -47,7 +50,8 @@
 /* event kinds */
 #define CP_EV_STATE 1      /* a: new combined state, b: the state before */
 #define CP_EV_ERROR 2      /* a: error bit, b: 1 raised / 0 cleared */
-#define CP_EV_RELAYS_OFF 3 /* a: reason (CP_OFF_*), b: mask of relays that were on */
+#define CP_EV_RELAYS_OFF 3 /* a: reason (CP_OFF_*), b: mask of relays that were on and are open now; a
+                            * relay whose off write failed comes in its own event once the retry opened it */
 #define CP_EV_GLITCH 4     /* a: side (0 positive, 1 negative), b: the suppressed state */
 #define CP_EV_TRIP 5       /* b: 1 trip input became active, 0 released */
 #define CP_EV_IO 6         /* a: -errno (0: this source works again), b: where (CP_IO_*) */
@@ -57,18 +61,23 @@
 #define CP_OFF_FAULT 2    /* CP short, diode fault or pilot fault */
 #define CP_OFF_OUTPUT 3   /* the EVSE side disabled the pilot or drove E/F */
 #define CP_OFF_TRIP 4     /* trip input (RCM) */
-#define CP_OFF_IO 5       /* an ADC read failed: the pilot is unknown */
+#define CP_OFF_IO 5       /* a source failed (io_faults): the pilot or a relay line is unknown */
 
-#define CP_IO_ADC_POS 1
-#define CP_IO_ADC_NEG 2
-#define CP_IO_PWM 3
-#define CP_IO_GPIO 4
+/* sources of CP_EV_IO and bits of io_faults (1 << source), one per source: a success of one never
+ * hides the failure of another.  A source fails from its first failed access until one succeeds. */
+#define CP_IO_ADC_POS 1 /* read of the CP+ peak ADC */
+#define CP_IO_ADC_NEG 2 /* read of the CP- peak ADC */
+#define CP_IO_PWM 3     /* write of the PWM duty_cycle or enable */
+#define CP_IO_RESET 4   /* write of a peak-detector reset line */
+#define CP_IO_TRIP 5    /* read of the trip input */
+#define CP_IO_INVERT 6  /* write of CP_INVERT */
+#define CP_IO_RELAY 7   /* write of a relay line: fails while a relay-off is pending (retried each cycle) */
 
 /* cp_relays_on results besides 0 */
 #define CP_REFUSED_STATE 1  /* pilot not in C/D, or not enabled/driven */
 #define CP_REFUSED_FAULT 2  /* a CP error is active */
 #define CP_REFUSED_TRIP 3   /* trip input active */
-#define CP_REFUSED_IO 4     /* the pilot cannot be measured (an ADC or GPIO access fails) */
+#define CP_REFUSED_IO 4     /* a source fails (io_faults): pilot measurement, pilot output, trip input or a relay line */
 
 struct cp_debounce {
     int32_t t0;       /* measurement before last */

@@ -27,7 +27,10 @@
 #define CP_IO_ADC_POS 1
 #define CP_IO_ADC_NEG 2
 #define CP_IO_PWM 3
-#define CP_IO_GPIO 4
+#define CP_IO_RESET 4
+#define CP_IO_TRIP 5
+#define CP_IO_INVERT 6
+#define CP_IO_RELAY 7
 #define CP_REFUSED_STATE 1
 #define CP_REFUSED_FAULT 2
 #define CP_REFUSED_TRIP 3

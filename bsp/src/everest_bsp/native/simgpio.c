@@ -26,7 +26,7 @@ struct simgpio_line {
     uint32_t debounce_us;
     uint32_t pull;
     uint32_t driven;
-    uint32_t reserved;
+    int32_t fault; /* errno of writes to this line (simgpio_set_fault); 0: none */
 };
 
 struct simgpio_shm {
@@ -48,6 +48,7 @@ struct simgpio_shm {
 
 struct simgpio_chip {
     int fd;
+    uint32_t nlines; /* checked at open; never read back from the shared file */
     struct simgpio_shm *shm;
 };
 
@@ -172,6 +173,7 @@ int simgpio_create(const char *path, const char *name, const char *label, const 
     s->magic = SIMGPIO_MAGIC;
     s->size = sizeof(*s);
     s->nlines = nlines;
+    c->nlines = nlines;
     strncpy(s->name, name, SIMGPIO_NAME_LEN - 1);
     strncpy(s->label, label, SIMGPIO_NAME_LEN - 1);
     for (uint32_t i = 0; i < nlines; i++)
@@ -194,9 +196,15 @@ int simgpio_open(const char *path, struct simgpio_chip **out)
     if (fd < 0)
         return -errno;
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != sizeof(struct simgpio_shm)) {
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         return -ENODEV;
+    }
+    /* nothing of the file is trusted before its size, magic and line count are checked: a file of
+     * another size (an older layout, a truncated or foreign file) is not mapped at all */
+    if ((uint64_t)st.st_size != sizeof(struct simgpio_shm)) {
+        close(fd);
+        return -EINVAL;
     }
     struct simgpio_chip *c;
     int rc = map_fd(fd, &c);
@@ -204,11 +212,16 @@ int simgpio_open(const char *path, struct simgpio_chip **out)
         close(fd);
         return rc;
     }
-    if (c->shm->magic != SIMGPIO_MAGIC || c->shm->size != sizeof(struct simgpio_shm) ||
-        !__atomic_load_n(&c->shm->ready, __ATOMIC_SEQ_CST)) {
+    const struct simgpio_shm *s = c->shm;
+    if (!__atomic_load_n(&s->ready, __ATOMIC_SEQ_CST))
+        rc = -EAGAIN; /* the creator has not finished */
+    else if (s->magic != SIMGPIO_MAGIC || s->size != sizeof(struct simgpio_shm) || s->nlines > SIMGPIO_MAX_LINES)
+        rc = -EINVAL;
+    if (rc < 0) {
         simgpio_close(c);
-        return -ENODEV;
+        return rc;
     }
+    c->nlines = s->nlines;
     *out = c;
     return 0;
 }
@@ -222,7 +235,7 @@ void simgpio_close(struct simgpio_chip *chip)
     free(chip);
 }
 
-int simgpio_nlines(struct simgpio_chip *chip) { return (int)chip->shm->nlines; }
+int simgpio_nlines(struct simgpio_chip *chip) { return (int)chip->nlines; }
 
 int simgpio_chip_name(struct simgpio_chip *chip, char *name, char *label)
 {
@@ -234,7 +247,7 @@ int simgpio_chip_name(struct simgpio_chip *chip, char *name, char *label)
 int simgpio_find(struct simgpio_chip *chip, const char *line_name)
 {
     struct simgpio_shm *s = chip->shm;
-    for (uint32_t i = 0; i < s->nlines; i++)
+    for (uint32_t i = 0; i < chip->nlines; i++)
         if (s->lines[i].name[0] && strncmp(s->lines[i].name, line_name, SIMGPIO_NAME_LEN) == 0)
             return (int)i;
     return -ENOENT;
@@ -243,7 +256,7 @@ int simgpio_find(struct simgpio_chip *chip, const char *line_name)
 int simgpio_info(struct simgpio_chip *chip, uint32_t offset, struct simgpio_info *out)
 {
     struct simgpio_shm *s = chip->shm;
-    if (offset >= s->nlines)
+    if (offset >= chip->nlines)
         return -EINVAL;
     int rc = lock(s);
     if (rc < 0)
@@ -256,6 +269,7 @@ int simgpio_info(struct simgpio_chip *chip, uint32_t offset, struct simgpio_info
     out->debounce_us = l->debounce_us;
     out->pull = l->pull;
     out->driven = l->driven;
+    out->fault = l->fault;
     unlock(s);
     return 0;
 }
@@ -278,7 +292,7 @@ int simgpio_request(struct simgpio_chip *chip, const uint32_t *offsets, const ui
 {
     struct simgpio_shm *s = chip->shm;
     for (uint32_t i = 0; i < n; i++) {
-        if (offsets[i] >= s->nlines)
+        if (offsets[i] >= chip->nlines)
             return -EINVAL;
         uint32_t dir = flags[i] & (SIMGPIO_INPUT | SIMGPIO_OUTPUT);
         if (dir == 0 || dir == (SIMGPIO_INPUT | SIMGPIO_OUTPUT))
@@ -326,7 +340,7 @@ int simgpio_release(struct simgpio_chip *chip, const uint32_t *offsets, uint32_t
         return rc;
     int32_t pid = (int32_t)getpid();
     for (uint32_t i = 0; i < n; i++)
-        if (offsets[i] < s->nlines && s->lines[offsets[i]].owner_pid == pid)
+        if (offsets[i] < chip->nlines && s->lines[offsets[i]].owner_pid == pid)
             release_locked(s, offsets[i]);
     unlock(s);
     return 0;
@@ -335,7 +349,7 @@ int simgpio_release(struct simgpio_chip *chip, const uint32_t *offsets, uint32_t
 int simgpio_get(struct simgpio_chip *chip, uint32_t offset)
 {
     struct simgpio_shm *s = chip->shm;
-    if (offset >= s->nlines)
+    if (offset >= chip->nlines)
         return -EINVAL;
     const struct simgpio_line *l = &s->lines[offset];
     if (l->owner_pid != (int32_t)getpid())
@@ -344,13 +358,15 @@ int simgpio_get(struct simgpio_chip *chip, uint32_t offset)
     return (int)((l->flags & SIMGPIO_ACTIVE_LOW) ? !level : level);
 }
 
-static int set_locked(struct simgpio_shm *s, uint32_t offset, int value, int32_t pid)
+static int set_locked(struct simgpio_shm *s, uint32_t nlines, uint32_t offset, int value, int32_t pid)
 {
-    if (offset >= s->nlines)
+    if (offset >= nlines)
         return -EINVAL;
     struct simgpio_line *l = &s->lines[offset];
     if (l->owner_pid != pid || !(l->flags & SIMGPIO_OUTPUT))
         return -EPERM;
+    if (l->fault)
+        return -l->fault; /* a broken line: the level stays as it was */
     uint32_t before = physical(l);
     uint32_t logical = value != 0;
     __atomic_store_n(&l->driven, (l->flags & SIMGPIO_ACTIVE_LOW) ? !logical : logical, __ATOMIC_SEQ_CST);
@@ -364,7 +380,7 @@ int simgpio_set(struct simgpio_chip *chip, uint32_t offset, int value)
     int rc = lock(s);
     if (rc < 0)
         return rc;
-    rc = set_locked(s, offset, value, (int32_t)getpid());
+    rc = set_locked(s, chip->nlines, offset, value, (int32_t)getpid());
     unlock(s);
     return rc;
 }
@@ -374,7 +390,7 @@ int simgpio_set_many(struct simgpio_chip *chip, const uint32_t *offsets, const i
     struct simgpio_shm *s = chip->shm;
     int32_t pid = (int32_t)getpid();
     for (uint32_t i = 0; i < n; i++) {
-        if (offsets[i] >= s->nlines)
+        if (offsets[i] >= chip->nlines)
             return -EINVAL;
         const struct simgpio_line *l = &s->lines[offsets[i]];
         if (l->owner_pid != pid || !(l->flags & SIMGPIO_OUTPUT))
@@ -383,8 +399,12 @@ int simgpio_set_many(struct simgpio_chip *chip, const uint32_t *offsets, const i
     int rc = lock(s);
     if (rc < 0)
         return rc;
+    /* one request is set at once in the kernel: a broken line fails the whole write, nothing changes */
     for (uint32_t i = 0; i < n && rc == 0; i++)
-        rc = set_locked(s, offsets[i], values[i], pid);
+        if (s->lines[offsets[i]].fault)
+            rc = -s->lines[offsets[i]].fault;
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        rc = set_locked(s, chip->nlines, offsets[i], values[i], pid);
     unlock(s);
     return rc;
 }
@@ -416,7 +436,7 @@ static int read_ring(struct simgpio_shm *s, const struct simgpio_event *ring, co
     if (*cursor > head)
         *cursor = head;
     if (head - *cursor > SIMGPIO_RING)
-        *cursor = head - SIMGPIO_RING; /* overflow: the oldest events are gone, as in the kernel's kfifo */
+        *cursor = head - SIMGPIO_RING; /* overrun: the oldest are gone; the reader sees its cursor jump */
     int n = 0;
     while (*cursor < head && n < max) {
         buf[n++] = ring[*cursor % SIMGPIO_RING];
@@ -439,7 +459,7 @@ int simgpio_read_output(struct simgpio_chip *chip, uint64_t *cursor, struct simg
 int simgpio_set_pull(struct simgpio_chip *chip, uint32_t offset, int level)
 {
     struct simgpio_shm *s = chip->shm;
-    if (offset >= s->nlines)
+    if (offset >= chip->nlines)
         return -EINVAL;
     int rc = lock(s);
     if (rc < 0)
@@ -452,10 +472,23 @@ int simgpio_set_pull(struct simgpio_chip *chip, uint32_t offset, int level)
     return 0;
 }
 
+int simgpio_set_fault(struct simgpio_chip *chip, uint32_t offset, int errno_value)
+{
+    struct simgpio_shm *s = chip->shm;
+    if (offset >= chip->nlines || errno_value < 0 || errno_value > 4095)
+        return -EINVAL;
+    int rc = lock(s);
+    if (rc < 0)
+        return rc;
+    s->lines[offset].fault = errno_value;
+    unlock(s);
+    return 0;
+}
+
 int simgpio_physical(struct simgpio_chip *chip, uint32_t offset)
 {
     struct simgpio_shm *s = chip->shm;
-    if (offset >= s->nlines)
+    if (offset >= chip->nlines)
         return -EINVAL;
     return (int)physical(&s->lines[offset]);
 }
@@ -467,7 +500,7 @@ int simgpio_reap(struct simgpio_chip *chip)
     if (rc < 0)
         return rc;
     int n = 0;
-    for (uint32_t i = 0; i < s->nlines; i++)
+    for (uint32_t i = 0; i < chip->nlines; i++)
         if (s->lines[i].owner_pid != 0 && !alive(s->lines[i].owner_pid)) {
             release_locked(s, i);
             n++;

@@ -11,6 +11,10 @@
  * processes that died, which lets an output fall back to its pull exactly as the kernel does when
  * the request's file descriptor is closed.
  *
+ * The file starts with a magic that names its layout version; simgpio_open refuses a file whose
+ * magic, line count or size does not match, and keeps its own copy of the line count, so a file
+ * changed behind its back cannot make it index outside the mapping.
+ *
  * Levels in the shared file are physical; active-low is applied per request, as in the uAPI.
  * A process-shared robust mutex guards the file, so a process killed while holding it cannot
  * wedge the others.  Waiters sleep on futex words (no polling).
@@ -21,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SIMGPIO_MAGIC 0x31504753u /* "SGP1" */
+#define SIMGPIO_MAGIC 0x32504753u /* "SGP2": bumped whenever the file layout or its meaning changes */
 #define SIMGPIO_MAX_LINES 64
 #define SIMGPIO_NAME_LEN 32
 #define SIMGPIO_RING 1024
@@ -43,6 +47,7 @@ struct simgpio_info {
     uint32_t debounce_us;
     uint32_t pull;   /* physical level applied from outside */
     uint32_t driven; /* physical level driven by the consumer (outputs) */
+    int32_t fault;   /* errno that writes to this line fail with (simgpio_set_fault); 0: none */
 };
 
 struct simgpio_event {
@@ -74,9 +79,16 @@ int simgpio_read_input(struct simgpio_chip *chip, uint64_t *cursor, struct simgp
 
 /* simulator side: the world around the chip */
 int simgpio_set_pull(struct simgpio_chip *chip, uint32_t offset, int level);
+/* A broken line (an I/O expander that stops answering): while errno_value is not 0, simgpio_set and
+ * simgpio_set_many return -errno_value for this line and leave its level as it was.  0 repairs it. */
+int simgpio_set_fault(struct simgpio_chip *chip, uint32_t offset, int errno_value);
 int simgpio_physical(struct simgpio_chip *chip, uint32_t offset);
 uint64_t simgpio_output_head(struct simgpio_chip *chip);
 int simgpio_wait_output(struct simgpio_chip *chip, uint64_t seen_head, int timeout_ms);
+/* Up to max events after *cursor (the reader's own position, advanced here); returns how many.  The
+ * rings keep the last SIMGPIO_RING events: a reader that fell further behind has lost the older ones,
+ * and *cursor jumps over them, so (new *cursor - old *cursor - returned) events were lost.  The same
+ * holds for simgpio_read_input. */
 int simgpio_read_output(struct simgpio_chip *chip, uint64_t *cursor, struct simgpio_event *buf, int max);
 int simgpio_reap(struct simgpio_chip *chip); /* releases lines of dead processes; returns how many */
 

@@ -22,6 +22,7 @@ struct simgpio_info {
     uint32_t debounce_us;
     uint32_t pull;
     uint32_t driven;
+    int32_t fault;
 };
 struct simgpio_event {
     uint64_t ts_ns;
@@ -54,6 +55,7 @@ uint64_t simgpio_input_head(struct simgpio_chip *chip);
 int simgpio_wait_input(struct simgpio_chip *chip, uint64_t seen_head, int timeout_ms);
 int simgpio_read_input(struct simgpio_chip *chip, uint64_t *cursor, struct simgpio_event *buf, int max);
 int simgpio_set_pull(struct simgpio_chip *chip, uint32_t offset, int level);
+int simgpio_set_fault(struct simgpio_chip *chip, uint32_t offset, int errno_value);
 int simgpio_physical(struct simgpio_chip *chip, uint32_t offset);
 uint64_t simgpio_output_head(struct simgpio_chip *chip);
 int simgpio_wait_output(struct simgpio_chip *chip, uint64_t seen_head, int timeout_ms);

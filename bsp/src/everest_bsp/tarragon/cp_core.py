@@ -35,14 +35,23 @@ class OffReason(enum.IntEnum):
     FAULT = 2  # CP short, diode fault or pilot fault
     OUTPUT = 3  # the EVSE side disabled the pilot or drove E/F
     TRIP = 4  # trip input (RCM)
-    IO = 5  # the pilot cannot be measured
+    IO = 5  # a source failed (see IoSource): the pilot or a relay line is unknown
 
 
 class IoSource(enum.IntEnum):
-    ADC_POS = 1
-    ADC_NEG = 2
-    PWM = 3
-    GPIO = 4
+    """What an ``IoChanged`` is about; one bit per source in ``CpStats.io_faults`` (``mask``)."""
+
+    ADC_POS = 1  # read of the CP+ peak ADC
+    ADC_NEG = 2  # read of the CP- peak ADC
+    PWM = 3  # write of the PWM duty_cycle or enable
+    RESET = 4  # write of a peak-detector reset line
+    TRIP = 5  # read of the trip input (RCM)
+    INVERT = 6  # write of CP_INVERT (drives the pilot)
+    RELAY = 7  # write of a relay line; fails while a relay-off is pending (the core retries it each cycle)
+
+    @property
+    def mask(self) -> int:
+        return 1 << int(self)
 
 
 class Refusal(enum.IntEnum):
@@ -51,7 +60,7 @@ class Refusal(enum.IntEnum):
     STATE = 1  # pilot not in C/D, or the pilot is disabled or not driven
     FAULT = 2  # a CP error is active
     TRIP = 3  # trip input active
-    IO = 4  # an ADC or GPIO access fails
+    IO = 4  # a source fails (CpStats.io_faults): measurement, pilot output, trip input or a relay line
 
 
 class Side(enum.IntEnum):
@@ -92,7 +101,8 @@ class ErrorChanged:
 class RelaysForcedOff:
     t_ns: int
     reason: OffReason
-    mask: int  # the relays that were on (bit 0: relay 1)
+    mask: int  # the relays that were on and are open now (bit 0: relay 1); one whose off write failed
+    # comes in a RelaysForcedOff of its own once the core's retry opened it (IoChanged RELAY meanwhile)
 
 
 @dataclass(frozen=True)
@@ -331,11 +341,14 @@ class CpCore:
 
     # -- relays ------------------------------------------------------------------------------------
     def relays_on(self, mask: int) -> Refusal | None:
-        """Switch the relays in ``mask`` on; the refusal when the pilot does not allow it."""
+        """Switch the relays in ``mask`` on; the refusal when the pilot does not allow it.  A failed
+        line write raises HardwareError after every relay was opened (the relay source fails)."""
         rc = _check(lib.cp_relays_on(self._h(), mask), f"switching relays {mask:#x} on")
         return None if rc == 0 else Refusal(rc)
 
     def relays_off(self, mask: int) -> None:
+        """Switch the relays in ``mask`` off.  A line that cannot be written raises HardwareError; the
+        core opens the others and writes it off every cycle until that works (IoChanged RELAY)."""
         _check(lib.cp_relays_off(self._h(), mask), f"switching relays {mask:#x} off")
 
     def stats(self) -> CpStats:

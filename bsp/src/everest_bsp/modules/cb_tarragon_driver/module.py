@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from everest_bsp.tarragon.cp_core import (
     ErrorChanged,
     Glitch,
     IoChanged,
+    IoSource,
     OffReason,
     RelaysForcedOff,
     StateChanged,
@@ -26,6 +28,7 @@ from everest_bsp.tarragon.cp_core import (
 from everest_bsp.tarragon.cp_logic import CpError, CpState
 from everest_bsp.tarragon.hardware import TarragonHardware, open_hardware, prepare_pwm, with_wait
 from everest_bsp.tarragon.relays import R1, R2, Relay, RelayController, Wiring
+from everest_py.errors import HardwareError
 from everest_py.framework.module import Module, command
 
 BSP = "evse_board_support"
@@ -41,12 +44,36 @@ CP_ERRORS = {
     ),
     CpError.PILOT: ("evse_board_support/MREC14PilotFault", "CPOutOfRange", "pilot voltage out of every state's range"),
 }
-OFF_REASONS = {1: "pilot left C/D", 2: "pilot fault", 3: "pilot output off, E or F", 4: "RCM trip", 5: "ADC failure"}
+OFF_REASONS = {
+    1: "pilot left C/D",
+    2: "pilot fault",
+    3: "pilot output off, E or F",
+    4: "RCM trip",
+    5: "I/O failure (pilot measurement or output, trip input or relay line)",
+}
 REFUSALS = {
     1: "the pilot is not in C or D",
     2: "a pilot fault is active",
     3: "the RCM has tripped",
-    4: "no pilot measurement",
+    4: "an I/O access of the pilot, the RCM input or a relay line fails (see the error raised)",
+}
+# A failing source of the CP core: its name in the log, and the error it raises (impl, type, sub) while
+# it fails.  Sources that raise the same error clear it when the last of them works again.
+#  - measurement and pilot output: VendorError (stops the session; no MREC code fits a board fault);
+#  - trip input: ac_rcd VendorError, the RCM's state is unknown (not a ground fault, MREC2 would lie);
+#  - relay line: MREC17EVSEContactorFault, "contactors fail to open or close on the EVSE's side" is
+#    exactly what a relay whose coil line cannot be written is (VendorError would hide that a contactor
+#    may be stuck closed); High severity like the other contactor faults, but sub type RelayOutput and
+#    cleared once the core's retry has opened the relay (the feedback fault, sub type "", stays latched
+#    until restart because nothing verifies the contact again).
+IO_SOURCES: dict[IoSource, tuple[str, tuple[str, str, str]]] = {
+    IoSource.ADC_POS: ("CP+ peak ADC read", (BSP, "evse_board_support/VendorError", "CPMeasurement")),
+    IoSource.ADC_NEG: ("CP- peak ADC read", (BSP, "evse_board_support/VendorError", "CPMeasurement")),
+    IoSource.RESET: ("peak-detector reset write", (BSP, "evse_board_support/VendorError", "CPMeasurement")),
+    IoSource.PWM: ("CP PWM write", (BSP, "evse_board_support/VendorError", "CPOutput")),
+    IoSource.INVERT: ("CP_INVERT write", (BSP, "evse_board_support/VendorError", "CPOutput")),
+    IoSource.TRIP: ("RCM input read", (RCD, "ac_rcd/VendorError", "RCMInput")),
+    IoSource.RELAY: ("relay line write", (BSP, "evse_board_support/MREC17EVSEContactorFault", "RelayOutput")),
 }
 FEEDBACK_WAIT_S = 0.5
 
@@ -95,11 +122,18 @@ class _Relays:
         self.core = core
 
     def close(self, mask: int) -> str | None:
-        refused = self.core.relays_on(mask)
+        try:
+            refused = self.core.relays_on(mask)
+        except HardwareError as err:
+            # the core has opened every relay and reports the line (IoChanged RELAY): a refusal here
+            return str(err)
         return None if refused is None else REFUSALS.get(int(refused), refused.name)
 
     def open(self, mask: int) -> None:
-        self.core.relays_off(mask)
+        # a line that cannot be written is retried by the core every cycle and reported as
+        # IoChanged(RELAY) (logged and raised in _on_io); the relay task must not die of it
+        with contextlib.suppress(HardwareError):
+            self.core.relays_off(mask)
 
     def actuator(self, index: int) -> bool:
         if index >= len(self.hw.relays):
@@ -131,7 +165,8 @@ class CbTarragonDriver(Module):
         self.grid_three_phase = True
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._io_errors: set[str] = set()
+        self._io_failing: set[IoSource] = set()
+        self._power_off_withheld = False
         hw = self._hw = await with_wait(lambda: open_hardware(cfg), self.log)
         prepare_pwm(hw.pwm)
         duty_fd, enable_fd = hw.open_pwm_fds()
@@ -246,17 +281,26 @@ class CbTarragonDriver(Module):
             self.publish(BSP, "event", {"event": name})
 
     def _on_io(self, ev: IoChanged) -> None:
-        where = ev.source.name.lower()
+        what, error = IO_SOURCES[ev.source]
+        impl, error_type, sub = error
         if ev.failed:
-            if where not in self._io_errors:
-                self._io_errors.add(where)
-                self.log.error("pilot measurement failed at %s: %s", where, os.strerror(ev.errno))
-            self._raise(BSP, "evse_board_support/VendorError", "CPMeasurement", f"{where}: {os.strerror(ev.errno)}")
-        else:
-            self._io_errors.discard(where)
-            self.log.info("pilot measurement works again (%s)", where)
-            if not self._io_errors:
-                self.errors(BSP).clear_error("evse_board_support/VendorError", "CPMeasurement")
+            if ev.source not in self._io_failing:
+                self._io_failing.add(ev.source)
+                if ev.source == IoSource.RELAY:
+                    consequence = "a relay may still be closed; the CP core writes it off every cycle"
+                else:
+                    consequence = "relays open"
+                self.log.error("%s failed: %s (%s, power-on blocked)", what, os.strerror(ev.errno), consequence)
+            self._raise(impl, error_type, sub, f"{what}: {os.strerror(ev.errno)}")
+            return
+        self._io_failing.discard(ev.source)
+        self.log.info("%s works again", what)
+        if not any(IO_SOURCES[s][1] == error for s in self._io_failing) and self.errors(impl).clear_error(
+            error_type, sub
+        ):
+            self.log.info("cleared %s %s", error_type, sub)
+        if ev.source == IoSource.RELAY and self._power_off_withheld:
+            self._on_power(False)  # every relay line is 0 now
 
     def _on_trip(self, active: bool) -> None:
         self.tripped = active
@@ -273,7 +317,22 @@ class CbTarragonDriver(Module):
 
     # -- relays ------------------------------------------------------------------------------------
     def _on_power(self, on: bool) -> None:
+        if not on and self._relay_line_failing():
+            # PowerOff tells EvseManager that no power flows (it unlocks the connector after it): not
+            # while a relay line could not be written to 0; published once the core's retry worked
+            if not self._power_off_withheld:
+                self.log.error("PowerOff withheld: a relay line could not be opened yet")
+            self._power_off_withheld = True
+            return
+        self._power_off_withheld = False
         self.publish(BSP, "event", {"event": "PowerOn" if on else "PowerOff"})
+
+    def _relay_line_failing(self) -> bool:
+        # the core's own state, not the events: the failure of an open just asked for is not read yet
+        try:
+            return self._core is not None and bool(self._core.stats().io_faults & IoSource.RELAY.mask)
+        except HardwareError:  # closed at shutdown
+            return False
 
     def _on_contactor_fault(self, reason: str) -> None:
         self._raise(BSP, "evse_board_support/MREC17EVSEContactorFault", "", reason)
