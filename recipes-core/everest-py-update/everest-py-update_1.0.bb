@@ -20,6 +20,8 @@ SRC_URI = "\
     file://update-health \
     ${@'file://fw_env.config' if d.getVar('EVEREST_PY_FW_ENV_CONFIG') == '1' else ''} \
 "
+# The boot partition holds U-Boot's environment files on qemuarm64: mounted at /uboot.
+SRC_URI:append:qemuarm64 = " file://uboot.mount"
 
 S = "${WORKDIR}"
 
@@ -57,11 +59,18 @@ do_install() {
 PACKAGE_ARCH = "${MACHINE_ARCH}"
 
 SYSTEMD_SERVICE:${PN} = "everest-py-boot-deadline.timer"
+SYSTEMD_SERVICE:${PN}:append:qemuarm64 = " uboot.mount"
 
 FILES:${PN} += "${systemd_system_unitdir}"
+FILES:${PN}:append:qemuarm64 = " /uboot"
 
 RDEPENDS:${PN} = "\
     everest-py-service \
     rauc \
     rauc-mark-good \
 "
+
+do_install:append:qemuarm64() {
+    install -D -m 0644 ${WORKDIR}/uboot.mount ${D}${systemd_system_unitdir}/uboot.mount
+    install -d ${D}/uboot
+}

@@ -15,12 +15,6 @@ commands of docs/yocto.md "Signing and keys".
 
 Not proven: installing a verity bundle.  It needs device-mapper, which this kernel lacks
 ("Failed to open /dev/mapper/control"), so installs use the plain format.
-
-Known defects (the strict xfail tests; each turns into a failure once fixed, so that the mark
-goes):
-
-- Nothing in the image mounts the boot partition where qemuarm64's fw_env.config looks for the
-  environment files; the charger of ota.py only has them because the test puts them there.
 """
 
 from __future__ import annotations
@@ -249,11 +243,6 @@ def test_linux_and_u_boot_agree_on_the_environment() -> None:
     assert set(names) <= set(ota.image_boot_files(OWN))  # and wic puts on the boot partition
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nothing mounts the boot partition where fw_env.config looks for the environment "
-    "(no fstab line or mount unit for it), so fw_printenv, and RAUC with it, fail on the charger",
-)
 def test_the_boot_partition_is_mounted_where_fw_env_config_looks() -> None:
     files = [c.path for c in ota.env_copies(ota.fw_env_config(OWN)) if not c.path.startswith("/dev/")]
     directories = {str(PurePosixPath(path).parent) for path in files}
